@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Set up a local environment and run the study or the tests: the README's two commands.
+
+    python3 run.py study      # execute the study notebooks (papermill), write outputs/, print the summary
+    python3 run.py test       # lint + the whole test suite (what CI runs)
+
+Both create `.venv/` on first use and install what they need into it, so a fresh clone needs only
+Python >= 3.10 and pip. A torch that already works in the base interpreter (Colab, a conda env) is
+reused through `--system-site-packages` and never reinstalled; otherwise `torch==2.13.0` is
+installed (a CPU build on this project's machines). Only the standard library is used here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+TORCH_FALLBACK = "torch==2.13.0"
+
+
+def _venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _base_has_torch() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+    return probe.returncode == 0
+
+
+def _run(cmd: list[str], **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def ensure_env() -> Path:
+    """Create .venv (once) and install the package with its dev extras (again when pyproject changes)."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"tutorfinetune needs Python >= 3.10; this is {sys.version.split()[0]}.")
+    py = _venv_python()
+    if not py.exists():
+        reuse = _base_has_torch()
+        print(f"Creating {VENV} (reusing the base interpreter's torch: {reuse})", flush=True)
+        venv.EnvBuilder(with_pip=True, system_site_packages=reuse).create(VENV)
+    stamp = VENV / ".tutorfinetune-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want:
+        return py
+    pip = [py, "-m", "pip", "--disable-pip-version-check", "-q"]
+    if subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0:
+        _run(pip + ["install", TORCH_FALLBACK])
+    _run(pip + ["install", "-e", f"{ROOT}[dev]"])
+    stamp.write_text(want)
+    return py
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"study", "test", "setup"}:
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    py = ensure_env()
+    env = dict(os.environ, TUTORFINETUNE_PROGRESS=os.environ.get("TUTORFINETUNE_PROGRESS", "text"))
+    if cmd == "setup":
+        return 0
+    if cmd == "test":
+        _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "run.py"], cwd=ROOT)
+        return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
+    return subprocess.run([str(py), "-m", "tutorfinetune", "study", *rest], cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,146 @@
+"""Aggregation over seeds and the standard figures (DESIGN.md, "Results").
+
+Every table and figure in the notebooks is drawn from the results store through these functions:
+:func:`aggregate` (mean, standard deviation and a Student-t 95% confidence interval over seeds),
+:func:`format_ci`, :func:`plot_comparison` (method x eval set with CI bars) and
+:func:`plot_learning_curves` (loss and curve-set accuracy against steps, one line per run).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison", "plot_learning_curves",
+           "histories"]
+
+# Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def t_critical(df: int) -> float:
+    """Two-sided 95% critical value of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        return math.nan
+    if df <= 30:
+        return _T975[df - 1]
+    return 1.96 + 2.4 / df  # close to the exact value beyond 30 (1.984 at 100)
+
+
+def aggregate(df: pd.DataFrame, by: Sequence[str] = ("method", "eval_set"), value: str = "value",
+              metric: str | None = "accuracy") -> pd.DataFrame:
+    """Mean over seeds with a 95% CI: columns ``by`` + n, mean, std, ci95 (half-width), lo, hi.
+
+    Args:
+        df: a tidy frame from :func:`tutorfinetune.results.load`.
+        by: grouping columns (each group's rows are the seeds).
+        value: the column to aggregate.
+        metric: keep rows of this metric only (None keeps all; then add "metric" to ``by``).
+    """
+    if metric is not None and "metric" in df.columns:
+        df = df[df["metric"] == metric]
+    if df.empty:
+        return pd.DataFrame(columns=[*by, "n", "mean", "std", "ci95", "lo", "hi"])
+    g = df.groupby(list(by), sort=False, dropna=False)[value]
+    out = g.agg(n="count", mean="mean", std="std").reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    out["ci95"] = [t_critical(int(n) - 1) * s / math.sqrt(n) if n > 1 else math.nan
+                   for n, s in zip(out["n"], out["std"])]
+    out["lo"] = out["mean"] - out["ci95"]
+    out["hi"] = out["mean"] + out["ci95"]
+    return out
+
+
+def format_ci(mean: float, ci: float, scale: float = 100.0, digits: int = 1) -> str:
+    """``"88.4 ± 1.2"`` (``"88.4"`` when a CI needs more than one seed)."""
+    if ci is None or not np.isfinite(ci):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {ci * scale:.{digits}f}"
+
+
+def ci_table(df: pd.DataFrame, rows: str = "method", cols: str = "eval_set", metric: str = "accuracy",
+             scale: float = 100.0) -> pd.DataFrame:
+    """A wide table of ``mean ± ci95`` strings (in percent by default) for display."""
+    agg = aggregate(df, by=(rows, cols), metric=metric)
+    agg["cell"] = [format_ci(m, c, scale) + f" (n={n})" for m, c, n in zip(agg["mean"], agg["ci95"], agg["n"])]
+    order = list(dict.fromkeys(agg[cols]))
+    return agg.pivot(index=rows, columns=cols, values="cell")[order]
+
+
+def plot_comparison(df: pd.DataFrame, x: str = "eval_set", hue: str = "method", metric: str = "accuracy",
+                    ax=None, title: str | None = None, order: Iterable[str] | None = None,
+                    baseline: float | None = None):
+    """Grouped bars of the mean with 95% CI error bars, one group per ``x`` value, one bar per ``hue``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    agg = aggregate(df, by=(x, hue), metric=metric)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6, 1.2 * agg[x].nunique() * max(1, agg[hue].nunique()) / 1.5), 4))
+    xs = list(order) if order is not None else list(dict.fromkeys(agg[x]))
+    hues = list(dict.fromkeys(agg[hue]))
+    width = 0.8 / max(1, len(hues))
+    colors = sns.color_palette("deep", len(hues))
+    for j, h in enumerate(hues):
+        sub = agg[agg[hue] == h].set_index(x).reindex(xs)
+        pos = np.arange(len(xs)) - 0.4 + width * (j + 0.5)
+        ax.bar(pos, sub["mean"], width, yerr=sub["ci95"].fillna(0), capsize=3, label=str(h), color=colors[j])
+    ax.set_xticks(np.arange(len(xs)))
+    ax.set_xticklabels(xs, rotation=20, ha="right")
+    ax.set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    if baseline is not None:
+        ax.axhline(baseline, ls="--", color="grey", lw=1, label="majority class")
+    lo = np.nanmin(agg["mean"] - agg["ci95"].fillna(0)) if len(agg) else 0
+    ax.set_ylim(max(0.0, lo - 0.1), 1.0)
+    ax.legend(title=hue, fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def histories(records: list[dict]) -> pd.DataFrame:
+    """Concatenate the per-step histories of run records (from ``results.load_records``)."""
+    frames = []
+    for rec in records:
+        h = pd.DataFrame(rec.get("history") or [])
+        if h.empty:
+            continue
+        h["run_id"] = rec["run_id"]
+        h["method"] = rec.get("method", "")
+        h["seed"] = rec.get("seed", rec.get("config", {}).get("seed"))
+        for k, v in (rec.get("tags") or {}).items():
+            h[k] = v
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_learning_curves(hist: pd.DataFrame, hue: str = "method", curve_col: str = "dev_accuracy",
+                         smooth: int = 10, axes=None):
+    """Training loss (moving average) and curve-set accuracy against optimiser steps.
+
+    Args:
+        hist: from :func:`histories` (columns step, loss, ``curve_col``, ``hue``, run_id).
+        smooth: window of the loss moving average.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    h = hist.sort_values(["run_id", "step"]).copy()
+    h["loss_smooth"] = h.groupby("run_id")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    sns.lineplot(data=h, x="step", y="loss_smooth", hue=hue, units="run_id", estimator=None, lw=0.8,
+                 alpha=0.7, ax=axes[0])
+    axes[0].set_ylabel(f"training loss (moving avg {smooth})")
+    if curve_col in h.columns and h[curve_col].notna().any():
+        ev = h[h[curve_col].notna()]
+        sns.lineplot(data=ev, x="step", y=curve_col, hue=hue, marker="o", errorbar=("ci", 95), ax=axes[1])
+        axes[1].set_ylabel(curve_col.replace("_", " ") + " (mean, 95% CI)")
+    else:
+        axes[1].set_visible(False)
+    return axes

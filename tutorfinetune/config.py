@@ -1,0 +1,220 @@
+"""TrainConfig: the frozen, validated, JSON-serialisable settings of one training run (DESIGN.md, "Engine").
+
+Papermill hands notebooks parameters as text more often than one would like (``"5e-5"``, ``"[0, 1]"``,
+``3.0`` for an int). Every field is coerced to its declared type when that is unambiguous and rejected
+with a message naming the field, the value and the expected form otherwise. :func:`as_list` does the
+same for notebook parameters such as ``seeds``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["TrainConfig", "ConfigError", "as_list", "coerce"]
+
+
+class ConfigError(ValueError):
+    """A setting has a wrong type or value; the message says which and how to fix it."""
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+_NONE = {"none", "null", ""}
+
+
+def _parse_text_list(value: str) -> list:
+    text = value.strip()
+    if text.startswith(("[", "(")):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"Cannot read {value!r} as a list; write it like [1, 2, 3].") from None
+        return list(parsed) if isinstance(parsed, (list, tuple)) else [parsed]
+    return [t.strip().strip("'\"") for t in text.split(",") if t.strip()]
+
+
+def coerce(name: str, value: Any, typ: Any) -> Any:
+    """Coerce ``value`` to ``typ`` (int, float, bool, str, Literal, Optional, tuple[...]) or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return coerce(name, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} fits none of {inner}.")
+    if origin is Literal:
+        if isinstance(value, str) and value.strip() in args:
+            return value.strip()
+        raise ConfigError(f"{name} must be one of {list(args)}, got {value!r}.")
+    if origin in (tuple, list):
+        item_t = args[0] if args else str
+        if isinstance(value, str):
+            value = _parse_text_list(value)
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(coerce(f"{name}[{i}]", v, item_t) for i, v in enumerate(value))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{name} must be true or false, got {value!r}.")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got the boolean {value!r}.")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value.strip().replace("_", ""))
+            except ValueError:
+                f = math.nan
+            if f.is_integer():
+                return int(f)
+        raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got the boolean {value!r}.")
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name} must be a number (e.g. 5e-5), got {value!r}.") from None
+        else:
+            raise ConfigError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+        if not math.isfinite(out):
+            raise ConfigError(f"{name} must be finite, got {value!r}.")
+        return out
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be text, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def as_list(value: Any, item_type: type = int, name: str = "value") -> list:
+    """A notebook parameter as a list: ``"[0, 1, 2]"``, ``"0,1,2"``, ``(0, 1)``, ``3`` all work."""
+    return list(coerce(name, value, tuple[item_type, ...]))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one run. Every field accepts papermill-style text; see :func:`coerce`.
+
+    Attributes:
+        lr: peak learning rate of AdamW.
+        num_epochs: passes over the training split (ignored when ``max_steps`` is set).
+        max_steps: optimiser steps in total (overrides ``num_epochs``).
+        batch_size: training examples per optimiser step.
+        eval_batch_size: examples per forward pass at evaluation.
+        max_length: tokens per example after truncation (>= 8).
+        seed: seeds the data order, dropout and every method's generator.
+        weight_decay: AdamW decoupled weight decay (not applied to biases and LayerNorm weights).
+        warmup: fraction of the steps with a linear warm-up (0 <= warmup < 1).
+        scheduler: ``"linear"`` decay to zero after warm-up, or ``"constant"``.
+        grad_clip: max global gradient norm (0 turns clipping off).
+        eval_every: evaluate the curve set every N optimiser steps (0: at each epoch end only).
+        curve_eval_set: eval set tracked during training for learning curves.
+        eval_sets: eval sets evaluated at the end (empty: all of the task's sets).
+        max_train_examples: keep this many training examples (stratified, seeded); None keeps all.
+        group_by_length: batch examples of similar length (less padding, faster).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        precision: ``"auto"`` (bf16 autocast on a GPU that supports it, else fp32), ``"fp32"``, ``"bf16"``.
+        checkpoint_every: save a checkpoint every N optimiser steps (0: none).
+        fused_adamw: use the fused AdamW kernel where this torch has it.
+    """
+
+    lr: float = 5e-5
+    num_epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 128
+    seed: int = 0
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    scheduler: Literal["linear", "constant"] = "linear"
+    grad_clip: float = 1.0
+    eval_every: int = 0
+    curve_eval_set: str = "dev"
+    eval_sets: tuple[str, ...] = field(default_factory=tuple)
+    max_train_examples: int | None = None
+    group_by_length: bool = True
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    checkpoint_every: int = 0
+    fused_adamw: bool = True
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), hints[f.name]))
+        checks = [
+            (self.lr > 0, "lr must be > 0 (typical: 1e-5 .. 5e-4)"),
+            (self.num_epochs > 0, "num_epochs must be > 0"),
+            (self.max_steps is None or self.max_steps > 0, "max_steps must be > 0 or None"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.max_length >= 8, f"max_length must be >= 8 tokens (got {self.max_length}); "
+                                   "reviews need ~64, use 64 or 128"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 <= self.warmup < 1, "warmup is a fraction of the steps: 0 <= warmup < 1"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 turns clipping off)"),
+            (self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.max_train_examples is None or self.max_train_examples >= 2,
+             "max_train_examples must be >= 2 or None"),
+            (self.seed >= 0, "seed must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg + ".")
+
+    # --- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_sets"] = list(self.eval_sets)
+        return d
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"TrainConfig.from_dict needs a dict, got {type(data).__name__}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
+            raise ConfigError(f"Unknown TrainConfig fields: {said}. Known fields: {names}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return self.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,19 @@
+"""Fine-tuning methods as plug-ins of the one training loop; see :mod:`.base` for the protocol.
+
+``methods.get("id", **config)`` builds a registered method, ``methods.available()`` lists the ids.
+"""
+
+from .base import Method, MethodError, available, get, register, resolve
+from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
+
+__all__ = [
+    "Method",
+    "MethodError",
+    "available",
+    "get",
+    "register",
+    "resolve",
+    "FullFineTuning",
+    "FreezeEmbeddings",
+    "LinearProbe",
+]
