@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -45,7 +46,7 @@ def test_unknown_field_suggests_the_close_name():
 
 def test_frozen_and_replace():
     cfg = TrainConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     assert cfg.replace(lr="1e-4").lr == 1e-4
 

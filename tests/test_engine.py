@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorfinetune import (BackboneError, NonFiniteLossError, TrainingError, load_backbone, methods, results,
-                           train)
+from tutorfinetune import (
+    BackboneError,
+    NonFiniteLossError,
+    TrainingError,
+    load_backbone,
+    methods,
+    results,
+    train,
+)
 from tutorfinetune.methods import Method, MethodError
 
 

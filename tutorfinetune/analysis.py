@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison", "plot_learning_curves",
+           "cell", "compare_sentence",
            "histories"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
@@ -144,3 +145,32 @@ def plot_learning_curves(hist: pd.DataFrame, hue: str = "method", curve_col: str
     else:
         axes[1].set_visible(False)
     return axes
+
+
+def cell(agg: pd.DataFrame, **where) -> pd.Series:
+    """The one row of an :func:`aggregate` frame matching ``where`` (e.g. ``eval_set="dev"``)."""
+    m = pd.Series(True, index=agg.index)
+    for k, v in where.items():
+        m &= agg[k] == v
+    rows = agg[m]
+    if len(rows) != 1:
+        raise KeyError(f"{len(rows)} rows match {where}; expected one.")
+    return rows.iloc[0]
+
+
+def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit: str = "accuracy") -> str:
+    """A sentence comparing two aggregated rows (mean, ci95, lo, hi), built from the numbers.
+
+    It says which is higher, by how many points, and whether the 95% CIs overlap (a conservative
+    check: overlapping intervals do not prove equality, separated ones do show a real difference).
+    """
+    diff = 100 * (a["mean"] - b["mean"])
+    if not (np.isfinite(a["ci95"]) and np.isfinite(b["ci95"])):
+        verdict = "with one seed there is no confidence interval, so this may be seed noise"
+    elif a["lo"] > b["hi"] or b["lo"] > a["hi"]:
+        verdict = "the 95% confidence intervals do not overlap, so the difference is larger than seed noise"
+    else:
+        verdict = "the 95% confidence intervals overlap, so this difference is within seed noise"
+    direction = "higher" if diff > 0 else "lower"
+    return (f"{unit} on {a_name} ({format_ci(a['mean'], a['ci95'])}%) is {abs(diff):.1f} points {direction} "
+            f"than on {b_name} ({format_ci(b['mean'], b['ci95'])}%); {verdict}.")

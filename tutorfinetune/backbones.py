@@ -190,7 +190,12 @@ def load_backbone(
         tiny_layers: number of blocks of the ``"tiny"`` model.
         verbose: print the parameter summary.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+    )
 
     if not isinstance(name, (str, os.PathLike)):
         raise BackboneError(f"Backbone name must be a string, got {type(name).__name__}.")
@@ -227,7 +232,8 @@ def load_backbone(
                 model = AutoModelForSequenceClassification.from_pretrained(
                     name, num_labels=num_labels, ignore_mismatched_sizes=True, **extra)
             except (OSError, ValueError) as e:
-                where = "local folder" if local.exists() else "Hugging Face id"
+                looks_local = local.exists() or name.startswith((".", "/", "~"))
+                where = "local folder" if looks_local else "Hugging Face id"
                 raise BackboneError(
                     f"Could not load backbone {name!r} as a {where} ({type(e).__name__}: {str(e).splitlines()[0]}). "
                     "If it is a hub id, this machine may be offline or the id misspelt; the offline default is "

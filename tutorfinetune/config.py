@@ -139,6 +139,7 @@ class TrainConfig:
         eval_sets: eval sets evaluated at the end (empty: all of the task's sets).
         max_train_examples: keep this many training examples (stratified, seeded); None keeps all.
         group_by_length: batch examples of similar length (less padding, faster).
+        pad_to_max_length: pad every batch to ``max_length`` (slower; for benchmarks and comparisons).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         precision: ``"auto"`` (bf16 autocast on a GPU that supports it, else fp32), ``"fp32"``, ``"bf16"``.
         checkpoint_every: save a checkpoint every N optimiser steps (0: none).
@@ -161,6 +162,7 @@ class TrainConfig:
     eval_sets: tuple[str, ...] = field(default_factory=tuple)
     max_train_examples: int | None = None
     group_by_length: bool = True
+    pad_to_max_length: bool = False
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = 0

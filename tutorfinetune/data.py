@@ -32,6 +32,8 @@ __all__ = [
     "load_text",
     "bundled_tasks",
     "data_dir",
+    "vocabulary_shift",
+    "majority_baseline",
 ]
 
 SPLIT_ALIASES = {
@@ -514,3 +516,41 @@ def _from_hub(dataset_id: str, *, hf_config: str | None, **kw) -> Task:
         task = _from_files({"train": path}, name=dataset_id, **kw)
     task.meta["hub_id"] = dataset_id
     return task
+
+
+# --------------------------------------------------------------------------------------------
+# Describing shift
+# --------------------------------------------------------------------------------------------
+def _words(texts: Iterable[str]) -> list[list[str]]:
+    import re
+
+    return [re.findall(r"[a-zà-ÿß']+", t.lower()) for t in texts]
+
+
+def vocabulary_shift(task: Task) -> pd.DataFrame:
+    """Per eval set: the share of its word types (and tokens) never seen in the training texts.
+
+    A cheap, model-free picture of distribution shift: held-out domains use words the training data
+    never shows, other languages share almost none. Columns: eval_set, n, unseen_types, unseen_tokens,
+    mean_words, positive_share (share of the last label).
+    """
+    seen = {w for ws in _words(task.train["text"]) for w in ws}
+    rows = []
+    for name, df in task.eval_sets.items():
+        ws = _words(df["text"])
+        types = {w for x in ws for w in x}
+        tokens = [w for x in ws for w in x]
+        rows.append({
+            "eval_set": name, "n": len(df),
+            "unseen_types": len(types - seen) / max(1, len(types)),
+            "unseen_tokens": sum(w not in seen for w in tokens) / max(1, len(tokens)),
+            "mean_words": sum(len(x) for x in ws) / max(1, len(ws)),
+            "positive_share": float((df["label"] == task.num_labels - 1).mean()),
+        })
+    return pd.DataFrame(rows)
+
+
+def majority_baseline(task: Task, eval_set: str) -> float:
+    """Accuracy of always predicting the training split's most frequent label on ``eval_set``."""
+    top = task.train["label"].value_counts().idxmax()
+    return float((task.eval_set(eval_set)["label"] == top).mean())

@@ -49,7 +49,7 @@ from .progress import progress_bar
 from .results import DEFAULT_STORE, RunStore
 
 __all__ = ["train", "evaluate", "RunResult", "TrainState", "TrainingError", "NonFiniteLossError",
-           "encode", "make_batches", "collate", "build_optimizer", "resolve_device", "versions"]
+           "encode", "fingerprint", "make_batches", "collate", "build_optimizer", "resolve_device", "versions"]
 
 
 class TrainingError(RuntimeError):
@@ -309,9 +309,10 @@ def evaluate(model: nn.Module, enc: Encoded, tokenizer, config: TrainConfig, dev
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-def _fingerprint(backbone: Backbone, task: Task, config: TrainConfig, methods: list[Method]) -> str:
-    desc = {"config": config.to_dict(), "task": task.name, "n_train": int(len(task.train)),
-            "backbone": backbone.name, "methods": [m.describe() for m in methods]}
+def fingerprint(backbone: str, task: str, n_train: int, config: TrainConfig, methods: list[Method]) -> str:
+    """Identity of a run's inputs: config, task and training-set size, backbone, methods."""
+    desc = {"config": config.to_dict(), "task": task, "n_train": int(n_train),
+            "backbone": backbone, "methods": [m.describe() for m in methods]}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -445,17 +446,18 @@ def train(
         if name not in task.eval_set_specs:
             raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
 
-    fingerprint = _fingerprint(backbone, task, config, methods)
+    fprint = fingerprint(backbone.name, task.name, len(task.train), config, methods)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     record_store = RunStore(store) if store is not None else None
-    if checkpoint_dir is None and store is not None:
-        checkpoint_dir = Path(store) / "checkpoints" / fingerprint
+    auto_checkpoints = checkpoint_dir is None and store is not None
+    if auto_checkpoints:
+        checkpoint_dir = Path(store) / "checkpoints" / fprint
     record = {
         "run_id": run_id, "study": study, "method": _method_name(methods), "task": task.name,
         "backbone": backbone.name, "seed": config.seed, "config": config.to_dict(),
         "methods": [m.describe() for m in methods], "tags": dict(tags or {}), "status": "running",
         "started_at": datetime.now(timezone.utc).isoformat(), "versions": versions(), "device": str(device),
-        "fingerprint": fingerprint, "metrics": {}, "history": [], "timings": {},
+        "fingerprint": fprint, "metrics": {}, "history": [], "timings": {},
     }
     if record_store:
         record_store.write(record)
@@ -498,7 +500,7 @@ def train(
             if ckpt is not None:
                 if not (ckpt / "trainer_state.pt").is_file():
                     raise TrainingError(f"{ckpt} is not a checkpoint folder (no trainer_state.pt).")
-                start, history = _load_checkpoint(ckpt, state, scheduler, methods, fingerprint)
+                start, history = _load_checkpoint(ckpt, state, scheduler, methods, fprint)
                 if verbose:
                     print(f"Resumed from {ckpt} at step {start}/{total}.")
         record["resumed_from_step"] = start
@@ -517,7 +519,8 @@ def train(
             state.step, state.epoch, state.row = step, epoch, {}
             for m in methods:
                 m.on_step_start(state)
-            batch = collate(train_enc, batches[b], tok.pad_token_id, device)
+            batch = collate(train_enc, batches[b], tok.pad_token_id, device,
+                            pad_to=config.max_length if config.pad_to_max_length else None)
             state.batch = batch
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = model(**batch).loss
@@ -556,7 +559,7 @@ def train(
                 for m in methods:
                     m.on_epoch_end(state)
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and checkpoint_dir:
-                _save_checkpoint(Path(checkpoint_dir), state, scheduler, methods, history, fingerprint)
+                _save_checkpoint(Path(checkpoint_dir), state, scheduler, methods, history, fprint)
             bar.update(1)
             if (step + 1) % 10 == 0 or step == total - 1:
                 bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -585,6 +588,8 @@ def train(
                       artifacts={k: v for k, v in artifacts.items() if _is_json(v)})
         if record_store:
             record_store.write(record)
+        if auto_checkpoints and Path(checkpoint_dir).is_dir():  # finished: its default checkpoints are spent
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if verbose:
             accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in metrics.items())
             print(f"done in {train_seconds:.0f}s train + {eval_seconds:.0f}s eval | accuracy: {accs}")

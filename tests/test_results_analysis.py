@@ -1,0 +1,94 @@
+"""The results store (atomic, robust to junk) and the seed aggregation."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorfinetune import analysis, results
+
+
+def _record(run_id, method="full", seed=0, acc=0.9, status="finished"):
+    return {"run_id": run_id, "method": method, "seed": seed, "status": status, "task": "t", "backbone": "tiny",
+            "config": {"lr": 1e-4, "seed": seed}, "metrics": {"test": {"accuracy": acc, "loss": 0.3}},
+            "started_at": f"2026-01-01T00:00:0{seed}"}
+
+
+def test_store_round_trip_and_tidy_frame(tmp_path):
+    store = results.RunStore(tmp_path)
+    for s, a in enumerate([0.8, 0.9]):
+        store.write(_record(f"r{s}", seed=s, acc=a))
+    df = results.load(tmp_path)
+    assert len(df) == 4 and set(df.metric) == {"accuracy", "loss"}
+    assert df[df.metric == "accuracy"].value.tolist() == [0.8, 0.9]
+    assert not list(tmp_path.glob(".*.tmp"))  # temporary files are renamed away
+
+
+def test_junk_and_partial_files_are_skipped(tmp_path):
+    results.RunStore(tmp_path).write(_record("ok"))
+    (tmp_path / "broken.json").write_text('{"run_id": "x", "metr')  # what a torn write would look like
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.warns(UserWarning, match="Skipping"):
+        df = results.load(tmp_path)
+    assert set(df.run_id) == {"ok"}
+
+
+def test_running_record_of_a_dead_process_reads_as_interrupted(tmp_path):
+    rec = _record("dead", status="running")
+    rec["pid"] = 2 ** 22 + 12345  # no such process
+    results.RunStore(tmp_path).write(rec)
+    mine = _record("alive", status="running")
+    mine["pid"] = os.getpid()
+    results.RunStore(tmp_path).write(mine)
+    status = {r["run_id"]: r["status"] for r in results.load_records(tmp_path)}
+    assert status == {"dead": "interrupted", "alive": "running"}
+    assert results.load(tmp_path).empty
+
+
+def test_aggregate_matches_the_t_interval():
+    df = pd.DataFrame({"method": "m", "eval_set": "e", "metric": "accuracy", "value": [0.80, 0.84, 0.82, 0.86]})
+    row = analysis.aggregate(df).iloc[0]
+    sd = np.std([0.80, 0.84, 0.82, 0.86], ddof=1)
+    assert row["n"] == 4 and math.isclose(row["mean"], 0.83)
+    assert math.isclose(row["ci95"], 3.182 * sd / 2, rel_tol=1e-9)
+    single = analysis.aggregate(df.iloc[:1]).iloc[0]
+    assert math.isnan(single["ci95"]) and analysis.format_ci(single["mean"], single["ci95"]) == "80.0"
+
+
+def test_t_critical_values():
+    assert analysis.t_critical(1) == 12.706 and analysis.t_critical(30) == 2.042
+    assert 1.96 < analysis.t_critical(100) < 1.99
+
+
+def test_compare_sentence_reports_overlap():
+    a = pd.Series({"mean": 0.90, "ci95": 0.01, "lo": 0.89, "hi": 0.91})
+    b = pd.Series({"mean": 0.80, "ci95": 0.02, "lo": 0.78, "hi": 0.82})
+    c = pd.Series({"mean": 0.895, "ci95": 0.02, "lo": 0.875, "hi": 0.915})
+    assert "10.0 points higher" in analysis.compare_sentence(a, b, "A", "B")
+    assert "do not overlap" in analysis.compare_sentence(a, b, "A", "B")
+    assert "within seed noise" in analysis.compare_sentence(a, c, "A", "C")
+
+
+def test_ci_table_and_plots(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = [{"method": m, "eval_set": e, "metric": "accuracy", "value": v, "run_id": f"{m}{s}"}
+            for m in ("a", "b") for e in ("x", "y") for s, v in enumerate([0.7, 0.75, 0.8])]
+    df = pd.DataFrame(rows)
+    table = analysis.ci_table(df)
+    assert table.loc["a", "x"].startswith("75.0 ± ") and table.shape == (2, 2)
+    ax = analysis.plot_comparison(df)
+    assert len(ax.patches) == 4
+    hist = analysis.histories([{"run_id": "r", "method": "a", "seed": 0,
+                                "history": [{"step": i, "loss": 1 / i, "dev_accuracy": 0.5} for i in range(1, 5)]}])
+    axes = analysis.plot_learning_curves(hist)
+    assert len(axes) == 2
+
+
+def test_record_json_has_no_nan_tokens(tmp_path):
+    results.RunStore(tmp_path).write(_record("n", acc=0.5))
+    json.loads((tmp_path / "n.json").read_text())

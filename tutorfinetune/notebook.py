@@ -1,0 +1,172 @@
+"""Helpers every notebook uses: the set-up banner, widgets with a static fallback, exercise checks,
+and the measured summary that the study command collects.
+
+Kept here so that no notebook carries logic of its own (DESIGN.md, "Notebooks").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from .config import ConfigError, as_list, coerce
+from .progress import progress_mode
+from .results import _atomic_write_json
+
+__all__ = ["setup", "front_end_attached", "explore", "check", "save_summary", "load_summaries",
+           "summary_markdown", "mode_settings"]
+
+
+def front_end_attached() -> bool:
+    """True in an interactive Jupyter/Colab session (not under papermill or a terminal)."""
+    return progress_mode() == "widget"
+
+
+def setup(mode: str = "ci", seeds: Any = (0,), quiet: bool = False) -> dict[str, Any]:
+    """Validate the common notebook parameters and print versions, device and platform hints.
+
+    Returns ``{"mode", "seeds", "device", "versions", "colab"}``.
+    """
+    import torch
+
+    from .engine import resolve_device, versions
+
+    if mode not in ("ci", "full"):
+        raise ConfigError(f"mode must be 'ci' or 'full', got {mode!r}.")
+    seeds = as_list(seeds, int, "seeds")
+    if not seeds:
+        raise ConfigError("seeds must name at least one seed, e.g. [0, 1, 2].")
+    dev = resolve_device("auto")
+    colab = "google.colab" in sys.modules
+    info = {"mode": mode, "seeds": seeds, "device": str(dev), "versions": versions(), "colab": colab}
+    if not quiet:
+        v = info["versions"]
+        print(f"tutorfinetune {v['tutorfinetune']} | python {v['python']} | torch {v['torch']} | "
+              f"transformers {v['transformers']} | adapters {v['adapters']}")
+        if dev.type == "cuda":
+            print(f"GPU found: {torch.cuda.get_device_name(0)}. Training uses bf16 autocast where supported.")
+        else:
+            hint = ("In Colab: Runtime > Change runtime type > GPU." if colab
+                    else "No GPU found: everything runs on the CPU (ci mode is sized for 2 cores).")
+            print(f"Device: {dev} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores). {hint}")
+        print(f"mode={mode!r}, seeds={seeds}")
+    return info
+
+
+def mode_settings(mode: str, ci: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    """Pick the settings of the current mode: the same code path, smaller numbers in ``ci``."""
+    if mode not in ("ci", "full"):
+        raise ConfigError(f"mode must be 'ci' or 'full', got {mode!r}.")
+    return dict(ci if mode == "ci" else full)
+
+
+def explore(draw: Callable[..., Any], controls: dict[str, Sequence[Any]], static: dict[str, Any] | None = None):
+    """An ipywidgets control over ``draw(**values)`` with a static figure that is always drawn.
+
+    Args:
+        draw: draws one figure (matplotlib) for the given control values.
+        controls: control name -> the values it offers (a dropdown or slider).
+        static: values for the static figure (default: each control's first value).
+
+    The static figure is what an executed notebook (papermill, a PDF) keeps; the widget appears
+    only when a front end is attached.
+    """
+    import matplotlib.pyplot as plt
+
+    values = {k: (static or {}).get(k, list(v)[0]) for k, v in controls.items()}
+    draw(**values)
+    plt.show()
+    if not front_end_attached():
+        print("(static figure: open the notebook in Jupyter or Colab for the interactive version)")
+        return None
+    try:
+        import ipywidgets as w
+    except ImportError:
+        print("(ipywidgets is not installed: pip install ipywidgets for the interactive version)")
+        return None
+    widgets = {k: w.Dropdown(options=list(v), value=values[k], description=k) for k, v in controls.items()}
+    return w.interact(draw, **widgets)
+
+
+def check(name: str, answer: Any, expected: Any, tol: float = 0.0, hint: str = "") -> bool | None:
+    """Check an exercise answer against a value computed in the notebook.
+
+    Prints "not answered yet" for ``None`` (so a notebook runs end to end unanswered), "correct", or
+    a hint. Numbers match within ``tol`` (absolute); other values must be equal.
+    """
+    if answer is None:
+        print(f"{name}: not answered yet. {hint}".rstrip())
+        return None
+    ok: bool
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        try:
+            ok = math.isclose(float(answer), float(expected), rel_tol=0, abs_tol=tol)
+        except (TypeError, ValueError):
+            ok = False
+    else:
+        ok = answer == expected
+    print(f"{name}: {'correct' if ok else 'not quite'}." + ("" if ok else f" {hint}"))
+    return ok
+
+
+def save_summary(study: str, text: str, table: pd.DataFrame | None = None, *, store: str | os.PathLike = "runs",
+                 mode: str = "", extra: dict | None = None) -> Path:
+    """Record what a notebook measured: a sentence built from its numbers and an optional table.
+
+    Written atomically to ``<store>/summaries/<study>.json``; ``tutorfinetune study`` collects them.
+    """
+    from IPython.display import Markdown, display
+
+    path = Path(store) / "summaries" / f"{study}.json"
+    payload = {"study": study, "mode": mode, "text": text,
+               "table": json.loads(table.to_json(orient="split")) if table is not None else None,
+               "created": datetime.now(timezone.utc).isoformat(), **(extra or {})}
+    _atomic_write_json(path, payload)
+    display(Markdown(f"**Measured summary ({study}, mode={mode})**\n\n{text}"))
+    if table is not None:
+        display(table)
+    return path
+
+
+def load_summaries(store: str | os.PathLike = "runs") -> list[dict]:
+    folder = Path(store) / "summaries"
+    out = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out.append(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def summary_markdown(store: str | os.PathLike = "runs") -> str:
+    """All notebook summaries of a store as one Markdown document."""
+    parts = ["# tutorfinetune study summary", ""]
+    for s in load_summaries(store):
+        parts += [f"## {s['study']} (mode={s.get('mode', '')})", "", s["text"], ""]
+        if s.get("table"):
+            t = s["table"]
+            df = pd.DataFrame(t["data"], index=t.get("index"), columns=t["columns"])
+            parts += [df.to_markdown() if _has_tabulate() else df.to_string(), ""]
+    return "\n".join(parts)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def coerce_param(name: str, value: Any, typ: Any) -> Any:
+    """Coerce one notebook parameter (papermill passes text) or raise a ConfigError naming it."""
+    return coerce(name, value, typ)
