@@ -140,8 +140,14 @@ def plot_learning_curves(hist: pd.DataFrame, hue: str = "method", curve_col: str
     axes[0].set_ylabel(f"training loss (moving avg {smooth})")
     if curve_col in h.columns and h[curve_col].notna().any():
         ev = h[h[curve_col].notna()]
-        sns.lineplot(data=ev, x="step", y=curve_col, hue=hue, marker="o", errorbar=("ci", 95), ax=axes[1])
+        agg = aggregate(ev, by=(hue, "step"), value=curve_col, metric=None)
+        for (name, sub), color in zip(agg.groupby(hue, sort=False), sns.color_palette("deep")):
+            axes[1].plot(sub["step"], sub["mean"], marker="o", color=color, label=str(name))
+            if sub["ci95"].notna().any():
+                axes[1].fill_between(sub["step"], sub["lo"], sub["hi"], color=color, alpha=0.2)
         axes[1].set_ylabel(curve_col.replace("_", " ") + " (mean, 95% CI)")
+        axes[1].set_xlabel("step")
+        axes[1].legend(title=hue, fontsize=8)
     else:
         axes[1].set_visible(False)
     return axes

@@ -160,6 +160,30 @@ class Task:
             meta={**self.meta, "train_subsample": {"n": int(n), "seed": int(seed)}},
         )
 
+    def with_eval_sets(self, extra: Mapping[str, "Task | pd.DataFrame"]) -> "Task":
+        """A copy with more named eval sets (e.g. a real dataset: ``{"real:sst2": sst2_task.eval_set("dev")}``).
+
+        The added rows must use the same label names; they join the frame with ``split="extra:<name>"``
+        so they never leak into training.
+        """
+        frames, specs = [self.frame], dict(self.eval_set_specs)
+        for name, src in extra.items():
+            if isinstance(src, Task):
+                if src.label_names != self.label_names:
+                    raise TaskError(f"Eval set {name!r} has labels {src.label_names}, task has {self.label_names}.")
+                src = src.frame[src.frame["split"] != "train"]
+            if src.empty:
+                raise TaskError(f"Eval set {name!r} is empty.")
+            part = src.copy()
+            part["split"] = f"extra:{name}"
+            for col, default in (("domain", name), ("lang", "en")):
+                if col not in part:
+                    part[col] = default
+            frames.append(part)
+            specs[name] = {"split": f"extra:{name}"}
+        return Task(name=self.name, frame=pd.concat(frames, ignore_index=True), label_names=list(self.label_names),
+                    eval_set_specs=specs, unlabelled=self.unlabelled, meta=dict(self.meta))
+
     def texts(self, domain: str | None = None, lang: str | None = None) -> list[str]:
         """Unlabelled texts, optionally for one domain or language (for LM adaptation)."""
         if self.unlabelled is None or self.unlabelled.empty:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["progress_bar", "set_progress", "progress_mode"]
+__all__ = ["progress_bar", "set_progress", "progress_mode", "outer_bar"]
 
 _MODE: str | None = None
+_NESTED = 0  # > 0 while an outer bar (a sweep) is running: inner bars stay quiet in text mode
 _VALID = ("auto", "widget", "text", "off")
 
 
@@ -36,9 +37,25 @@ def progress_mode() -> str:
     return mode
 
 
+class outer_bar:
+    """Context manager: while it is open, inner bars are silent in text mode (one bar per sweep)."""
+
+    def __enter__(self):
+        global _NESTED
+        _NESTED += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _NESTED
+        _NESTED -= 1
+        return False
+
+
 def progress_bar(total: int, desc: str = "", initial: int = 0):
     """A tqdm bar in the chosen mode (``off`` gives a disabled bar with the same interface)."""
     mode = progress_mode()
+    if mode == "text" and _NESTED:
+        mode = "off"
     if mode == "widget":
         try:
             from tqdm.notebook import tqdm as widget_tqdm
@@ -48,5 +65,5 @@ def progress_bar(total: int, desc: str = "", initial: int = 0):
             pass
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=(mode == "off"), mininterval=5.0,
+    return tqdm(total=total, initial=initial, desc=desc, disable=(mode == "off"), mininterval=10.0,
                 file=sys.stderr, dynamic_ncols=False, ncols=100)

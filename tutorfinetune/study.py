@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .data import Task
 from .engine import fingerprint, train
 from .methods import resolve
-from .progress import progress_bar
+from .progress import outer_bar, progress_bar
 
 __all__ = ["sweep", "SweepRun"]
 
@@ -90,11 +90,13 @@ def sweep(
             runs.append(SweepRun(settings, seed, done[fp], True))
         else:
             bb = load_backbone(backbone, num_labels=task.num_labels, seed=seed, label_names=task.label_names)
-            res = train(bb, task, cfg, meths, store=store, study=study,
-                        tags={**(tags or {}), **{k: _tag(v) for k, v in settings.items()}}, verbose=verbose)
+            with outer_bar():
+                res = train(bb, task, cfg, meths, store=store, study=study,
+                            tags={**(tags or {}), **{k: _tag(v) for k, v in settings.items()}}, verbose=verbose)
             runs.append(SweepRun(settings, seed, res.run_id, False))
             del bb
         bar.update(1)
+        bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in {**settings, "seed": seed}.items()))
     bar.close()
     ids = {r.run_id for r in runs}
     df = results.load(store)

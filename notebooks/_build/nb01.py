@@ -189,7 +189,7 @@ ind = an.cell(ba, eval_set="in-distribution")
 sentences = [f"Full fine-tuning of `{backbone}` ({len(S['seeds'])} seeds, mode={mode}) reached "
              f"{an.format_ci(ind['mean'], ind['ci95'])}% in-distribution accuracy."]
 for s in held:
-    sentences.append("In-distribution " + an.compare_sentence(ind, an.cell(ba, eval_set=s), "in-distribution", s))
+    sentences.append(an.compare_sentence(ind, an.cell(ba, eval_set=s), "in-distribution", s, unit="Accuracy"))
 langs = [s for s in m.index if s.startswith("shift:") and s not in held]
 if langs:
     lang_txt = ", ".join(f"{s[6:]} {100 * m[s]:.1f}%" for s in langs)
