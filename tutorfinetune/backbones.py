@@ -274,3 +274,14 @@ def block_map(model: nn.Module) -> BlockMap:
         f"Cannot find the embeddings and transformer blocks of {type(model).__name__}; supported families: "
         "BERT, RoBERTa/XLM-R, DistilBERT (and encoders with .embeddings and a ModuleList of blocks)."
     )
+
+
+def trainable_report(model: nn.Module, blocks: BlockMap, title: str) -> str:
+    """The per-unit summary, plus one line per adapter when the model holds adapters."""
+    text = format_summary(parameter_summary(model, blocks), title)
+    from .methods.adapter import adapter_summary
+
+    ad = adapter_summary(model)
+    for r in ad.itertuples(index=False):
+        text += f"\n  adapter {r.adapter!r:<12} {r.trainable:>9,} / {r.total:>9,} trainable"
+    return text

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .backbones import Backbone, format_summary, parameter_summary
+from .backbones import Backbone, trainable_report
 from .config import TrainConfig
 from .data import Task, TaskError
 from .methods import Method, resolve
@@ -473,8 +473,7 @@ def train(
         for m in methods:
             m.prepare(model, backbone.blocks)
         if verbose:
-            print(format_summary(parameter_summary(model, backbone.blocks),
-                                 f"{_method_name(methods)}: parameters after prepare()"))
+            print(trainable_report(model, backbone.blocks, f"{_method_name(methods)}: parameters after prepare()"))
         params = trainable_parameters(model, methods)
         optimizer = build_optimizer(model, params, config, device)
         state.optimizer = optimizer
@@ -551,6 +550,8 @@ def train(
             if curve and ((config.eval_every and (step + 1) % config.eval_every == 0)
                           or (not config.eval_every and end_of_epoch)):
                 t0 = time.perf_counter()
+                for m in methods:
+                    m.before_eval(state, curve)
                 ev = evaluate(model, eval_encs[curve], tok, config, device, task.num_labels)
                 eval_seconds += time.perf_counter() - t0
                 row[f"{curve}_accuracy"], row[f"{curve}_loss"] = ev["accuracy"], ev["loss"]
@@ -572,8 +573,11 @@ def train(
             if out:
                 artifacts[m.name] = out
         t0 = time.perf_counter()
-        metrics = {name: evaluate(model, eval_encs[name], tok, config, device, task.num_labels)
-                   for name in wanted_sets}
+        metrics = {}
+        for name in wanted_sets:
+            for m in methods:
+                m.before_eval(state, name)
+            metrics[name] = evaluate(model, eval_encs[name], tok, config, device, task.num_labels)
         eval_seconds += time.perf_counter() - t0
         timings = {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "total_seconds": time.perf_counter() - t_start,

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import torch
 from transformers import TrainerCallback
 
-from .backbones import block_map, format_summary, parameter_summary
+from .backbones import block_map, trainable_report
 from .config import TrainConfig
 from .engine import TrainState, build_optimizer, trainable_parameters
 from .methods import Method, resolve
@@ -61,7 +61,7 @@ class MethodsCallback(TrainerCallback):
             m.prepare(model, self.blocks)
         if verbose:
             names = "+".join(m.name for m in self.methods)
-            print(format_summary(parameter_summary(model, self.blocks), f"{names}: parameters after prepare()"))
+            print(trainable_report(model, self.blocks, f"{names}: parameters after prepare()"))
         return self
 
     def create_optimizer(self, model, args) -> torch.optim.Optimizer:

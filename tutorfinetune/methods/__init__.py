@@ -3,6 +3,7 @@
 ``methods.get("id", **config)`` builds a registered method, ``methods.available()`` lists the ids.
 """
 
+from .adapter import AdapterError, AdapterSwap, TaskAdapter
 from .base import Method, MethodError, available, get, register, resolve
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 
@@ -16,4 +17,7 @@ __all__ = [
     "FullFineTuning",
     "FreezeEmbeddings",
     "LinearProbe",
+    "TaskAdapter",
+    "AdapterSwap",
+    "AdapterError",
 ]

@@ -15,6 +15,8 @@ A method is an object with a ``name``, a ``config`` dict and any of these hooks,
     after backward, before gradient clipping and the optimiser step (gradient masks).
 ``on_epoch_end(state)`` and ``finish(state)``
     bookkeeping and artifacts (``finish`` may return a dict that lands in ``RunResult.artifacts``).
+``before_eval(state, eval_set)``
+    before each evaluation of a named eval set (e.g. swap a MAD-X domain adapter).
 ``state_dict()`` / ``load_state_dict(d)``
     what a checkpoint must hold to resume exactly (generators, schedules).
 
@@ -60,6 +62,9 @@ class Method:
         return None
 
     def finish(self, state) -> dict | None:
+        return None
+
+    def before_eval(self, state, eval_set: str) -> None:
         return None
 
     def state_dict(self) -> dict:
