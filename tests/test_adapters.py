@@ -7,8 +7,14 @@ from conftest import NEG, POS, toy_frame
 
 from tutorfinetune import load_backbone, madx, methods, train
 from tutorfinetune.data import Task
-from tutorfinetune.methods.adapter import (AdapterError, AdapterSwap, TaskAdapter, adapter_summary,
-                                           load_adapter, save_adapter)
+from tutorfinetune.methods.adapter import (
+    AdapterError,
+    AdapterSwap,
+    TaskAdapter,
+    adapter_summary,
+    load_adapter,
+    save_adapter,
+)
 
 
 def domain_task() -> Task:

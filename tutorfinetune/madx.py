@@ -56,30 +56,48 @@ __all__ = ["mlm_head", "warm_mlm_head", "mlm_loss", "train_domain_adapter", "dom
 def mlm_head(backbone: Backbone) -> tuple[nn.Module, bool]:
     """An MLM head tied to the backbone's word embeddings; returns (head, pretrained?).
 
-    For BERT-family models only (MiniLM, mBERT, the tiny test model). Pretrained ``cls.predictions``
-    weights are loaded when the checkpoint ships them; otherwise the head needs :func:`warm_mlm_head`.
+    BERT family (MiniLM, mBERT, the tiny test model) and RoBERTa/XLM-R. Pretrained head weights
+    (``cls.predictions.*`` or ``lm_head.*``) are loaded when the checkpoint ships them; otherwise
+    the head needs :func:`warm_mlm_head`.
     """
-    from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+    family = backbone.blocks.family
+    cfg = backbone.model.config
+    if family == "bert":
+        from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
-    if backbone.blocks.family != "bert":
+        head, prefix, decoder = BertOnlyMLMHead(cfg), "cls.", "predictions.decoder"
+    elif family in ("roberta", "xlm-roberta"):
+        from transformers.models.roberta.modeling_roberta import RobertaLMHead
+
+        head, prefix, decoder = RobertaLMHead(cfg), "lm_head.", "decoder"
+    else:
         raise AdapterError(
-            f"MLM domain adapters support BERT-family backbones here; {backbone.name!r} is "
-            f"{backbone.blocks.family!r}. Use 'minilm' or 'bert-base-multilingual-cased'."
+            f"MLM domain/language adapters support BERT and RoBERTa/XLM-R backbones; {backbone.name!r} is "
+            f"{family!r}. Use 'minilm', 'bert-base-multilingual-cased' or 'xlm-roberta-base'."
         )
-    head = BertOnlyMLMHead(backbone.model.config)
-    head.predictions.decoder.weight = backbone.model.base_model.embeddings.word_embeddings.weight
+    head.get_submodule(decoder).weight = backbone.model.base_model.embeddings.word_embeddings.weight
     pretrained = False
-    src = Path(backbone.source)
-    weights = src / "model.safetensors"
+    weights = Path(backbone.source) / "model.safetensors"
     if weights.is_file():
         from safetensors import safe_open
 
         with safe_open(str(weights), "pt") as f:
-            keys = {k for k in f.keys() if k.startswith("cls.predictions.")}
-            if {"cls.predictions.transform.dense.weight", "cls.predictions.bias"} <= keys:
-                state = {k.removeprefix("cls."): f.get_tensor(k) for k in keys if "decoder.weight" not in k}
-                head.load_state_dict(state, strict=False)
-                pretrained = True
+            keys = {k for k in f.keys() if k.startswith(prefix) and not k.endswith("decoder.weight")}
+            if keys:
+                state = {k.removeprefix(prefix): f.get_tensor(k) for k in keys}
+                missing, _ = head.load_state_dict(state, strict=False)
+                pretrained = not [m for m in missing if not m.endswith("decoder.weight")]
+    elif backbone.name not in ("minilm", "tiny"):  # a hub id: its masked-LM checkpoint holds the head
+        from transformers import AutoModelForMaskedLM
+
+        try:
+            mlm = AutoModelForMaskedLM.from_pretrained(backbone.source)
+            src = mlm.cls if family == "bert" else mlm.lm_head
+            state = {k: v for k, v in src.state_dict().items() if not k.endswith("decoder.weight")}
+            head.load_state_dict(state, strict=False)
+            pretrained = True
+        except (OSError, AttributeError, ValueError):
+            pretrained = False
     for n, p in head.named_parameters():
         if "decoder.weight" not in n:  # the tied word embeddings keep their own flag
             p.requires_grad_(False)
@@ -217,24 +235,39 @@ def domain_transfer(
     mlm_lr: float = 1e-4,
     task_reduction_factor: float = 16,
     domain_reduction_factor: float = 2,
+    by: str = "domain",
     store: str | os.PathLike = results.DEFAULT_STORE,
     study: str = "madx",
     reuse: bool = True,
 ) -> pd.DataFrame:
-    """The MAD-X pipeline with domains, in one call; returns the tidy results of its runs.
+    """The MAD-X pipeline in one call; returns the tidy results of its runs.
+
+    ``by="domain"`` (default, what the English backbone can show): a ``source`` adapter on the source
+    domains' unlabelled text and one adapter per held-out domain. ``by="lang"`` (MAD-X proper, for a
+    multilingual backbone such as ``bert-base-multilingual-cased`` or ``xlm-roberta-base``): a
+    ``source`` adapter on English text and one per target language.
 
     Domain adapters are trained once (seed 0) and cached under ``<store>/adapters/<key>/``; each seed
     then trains a task adapter stacked on ``source``. Eval sets: the task's, plus
     ``<shift>|source-adapter`` for every held-out domain (the same rows, evaluated without the swap).
     """
-    source_domains = list(source_domains or task.meta.get("source_domains", []))
-    target_domains = list(target_domains or task.meta.get("target_domains", []))
-    if not source_domains or not target_domains:
-        raise TaskError("domain_transfer needs source and target domains (task.meta or the arguments).")
-    cache = Path(store) / "adapters" / f"{backbone}-w{warm_steps}-m{mlm_steps}-rf{domain_reduction_factor}"
-    names = ["source", *target_domains]
-    texts = {"source": [t for d in source_domains for t in task.texts(domain=d, lang="en")]}
-    texts.update({d: task.texts(domain=d, lang="en") for d in target_domains})
+    if by not in ("domain", "lang"):
+        raise TaskError(f"by must be 'domain' or 'lang', got {by!r}.")
+    if by == "domain":
+        source_domains = list(source_domains or task.meta.get("source_domains", []))
+        targets = list(target_domains or task.meta.get("target_domains", []))
+        if not source_domains or not targets:
+            raise TaskError("domain_transfer needs source and target domains (task.meta or the arguments).")
+        texts = {"source": [t for d in source_domains for t in task.texts(domain=d, lang="en")]}
+        texts.update({d: task.texts(domain=d, lang="en") for d in targets})
+    else:  # languages: MAD-X proper, for multilingual backbones
+        targets = list(target_domains or task.meta.get("languages", []))
+        if not targets:
+            raise TaskError("domain_transfer(by='lang') needs target languages (task.meta['languages']).")
+        texts = {"source": task.texts(lang="en")}
+        texts.update({lg: task.texts(lang=lg) for lg in targets})
+    names = ["source", *targets]
+    cache = Path(store) / "adapters" / f"{backbone.replace('/', '_')}-{by}-w{warm_steps}-m{mlm_steps}-rf{domain_reduction_factor}"
     log_path = cache / "mlm_log.json"
     if not all((cache / n / "adapter_config.json").is_file() for n in names):
         bb = load_backbone(backbone, num_labels=task.num_labels, seed=0)
@@ -247,11 +280,11 @@ def domain_transfer(
             save_adapter(bb.model, n, cache / n, backbone=backbone)
         cache.mkdir(parents=True, exist_ok=True)
         log_path.write_text(json.dumps(log))
-    evals = {f"shift:{d}|source-adapter": task.eval_set(f"shift:{d}") for d in target_domains}
+    evals = {f"shift:{d}|source-adapter": task.eval_set(f"shift:{d}") for d in targets}
     full_task = task.with_eval_sets(evals)
-    swap = {f"shift:{d}": d for d in target_domains}
+    swap = {f"shift:{d}": d for d in targets}
     wanted = list(config.eval_sets) or [s for s in full_task.eval_set_specs if not s.startswith("shift:")
-                                        or s.split("|")[0][6:] in target_domains]
+                                        or s.split("|")[0][6:] in targets]
     cfg = config.replace(eval_sets=wanted)
     done = {}
     if reuse:
@@ -274,7 +307,7 @@ def domain_transfer(
             load_adapter(bb.model, cache / n, name=n, set_active=False, with_head=False)
         with outer_bar():
             res = train(bb, full_task, run_cfg, methods, store=store, study=study,
-                        tags={"experiment": "madx", "cache": str(cache)}, verbose=False)
+                        tags={"experiment": f"madx-{by}", "cache": str(cache)}, verbose=False)
         run_ids.append(res.run_id)
         bar.update(1)
     bar.close()
