@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison", "plot_learning_curves",
-           "cell", "compare_sentence",
+           "cell", "compare_sentence", "plot_bottleneck",
            "histories"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
@@ -164,7 +164,8 @@ def cell(agg: pd.DataFrame, **where) -> pd.Series:
     return rows.iloc[0]
 
 
-def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit: str = "accuracy") -> str:
+def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit: str = "accuracy",
+                     prep: str = "on") -> str:
     """A sentence comparing two aggregated rows (mean, ci95, lo, hi), built from the numbers.
 
     It says which is higher, by how many points, and whether the 95% CIs overlap (a conservative
@@ -178,5 +179,43 @@ def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit:
     else:
         verdict = "the 95% confidence intervals overlap, so this difference is within seed noise"
     direction = "higher" if diff > 0 else "lower"
-    return (f"{unit} on {a_name} ({format_ci(a['mean'], a['ci95'])}%) is {abs(diff):.1f} points {direction} "
-            f"than on {b_name} ({format_ci(b['mean'], b['ci95'])}%); {verdict}.")
+    return (f"{unit} {prep} {a_name} ({format_ci(a['mean'], a['ci95'])}%) is {abs(diff):.1f} points {direction} "
+            f"than {prep} {b_name} ({format_ci(b['mean'], b['ci95'])}%); {verdict}.")
+
+
+def plot_bottleneck(hidden: int = 384, reduction_factor: float = 16, ax=None, title: str | None = None):
+    """Diagram of a sequential bottleneck adapter after a block's feed-forward sublayer.
+
+    Boxes are drawn to scale in width: the hidden size and the bottleneck ``hidden / reduction_factor``.
+    Parameters of one adapter: 2 * hidden * bottleneck + hidden + bottleneck.
+    """
+    import matplotlib.patches as mp
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    b = max(1, int(hidden // reduction_factor))
+    w_h, w_b = 4.0, max(0.15, 4.0 * b / hidden)
+    boxes = [  # (label, y, width, colour)
+        ("feed-forward output (frozen)", 0.0, w_h, "#cccccc"),
+        (f"down-projection {hidden}->{b}", 1.3, (w_h + w_b) / 2, "#f4a261"),
+        (f"ReLU, bottleneck {b}", 2.3, w_b, "#e76f51"),
+        (f"up-projection {b}->{hidden}", 3.3, (w_h + w_b) / 2, "#f4a261"),
+        ("+ residual, LayerNorm (frozen)", 4.6, w_h, "#cccccc"),
+    ]
+    for label, y, w, c in boxes:
+        ax.add_patch(mp.FancyBboxPatch((-w / 2, y), w, 0.7, boxstyle="round,pad=0.05", fc=c, ec="black"))
+        narrow = w < 2.5 and "ReLU" in label
+        ax.text(w / 2 + 0.15 if narrow else 0, y + 0.35, label, ha="left" if narrow else "center", va="center",
+                fontsize=9)
+    for y0, y1 in ((0.75, 1.3), (2.05, 2.3), (3.05, 3.3), (4.05, 4.6)):
+        ax.annotate("", xy=(0, y1), xytext=(0, y0), arrowprops=dict(arrowstyle="->"))
+    ax.annotate("", xy=(w_h / 2 + 0.2, 4.95), xytext=(w_h / 2 + 0.2, 0.35),
+                arrowprops=dict(arrowstyle="->", connectionstyle="arc3,rad=-0.4", ls="--"))
+    ax.text(w_h / 2 + 0.7, 2.65, "residual", fontsize=9)
+    n = 2 * hidden * b + hidden + b
+    ax.set_xlim(-3, 3.6)
+    ax.set_ylim(-0.3, 5.6)
+    ax.axis("off")
+    ax.set_title(title or f"Bottleneck adapter, reduction factor {reduction_factor:g}: {n:,} parameters per block")
+    return ax

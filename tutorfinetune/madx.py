@@ -46,6 +46,7 @@ from .methods.adapter import (
     adapter_names,
     ensure_adapters,
     load_adapter,
+    quiet_adapters,
     save_adapter,
 )
 from .progress import outer_bar, progress_bar
@@ -208,7 +209,8 @@ def train_domain_adapter(backbone: Backbone, texts: Sequence[str], name: str, he
     ensure_adapters(model)
     if name in adapter_names(model):
         raise AdapterError(f"An adapter named {name!r} is already in the model; choose another name.")
-    model.add_adapter(name, config=adapter_config(config, reduction_factor))
+    with quiet_adapters():
+        model.add_adapter(name, config=adapter_config(config, reduction_factor))
     model.train_adapter(name)
     model.active_adapters = name
     params = [p for n, p in model.named_parameters() if f".{name}." in n]
@@ -283,8 +285,9 @@ def domain_transfer(
     evals = {f"shift:{d}|source-adapter": task.eval_set(f"shift:{d}") for d in targets}
     full_task = task.with_eval_sets(evals)
     swap = {f"shift:{d}": d for d in targets}
-    wanted = list(config.eval_sets) or [s for s in full_task.eval_set_specs if not s.startswith("shift:")
-                                        or s.split("|")[0][6:] in targets]
+    wanted = [s for s in full_task.eval_set_specs if not s.startswith("shift:") or s.split("|")[0][6:] in targets]
+    if config.eval_sets:  # the caller's sets, plus the no-swap copies of the held-out ones
+        wanted = list(config.eval_sets) + [s for s in evals if s not in config.eval_sets]
     cfg = config.replace(eval_sets=wanted)
     done = {}
     if reuse:

@@ -14,7 +14,9 @@ keeps the classifier trainable but freezes the pooler, which METHODS.md §0 coun
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,18 @@ def _lib():
 
 def KNOWN_CONFIGS() -> list[str]:  # noqa: N802 - reads like a constant
     return sorted(_lib().ADAPTER_CONFIG_MAP)
+
+
+@contextlib.contextmanager
+def quiet_adapters():
+    """Silence ``adapters``' "none are activated" warning while we add adapters (we set them next)."""
+    log = logging.getLogger("adapters.model_mixin")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def ensure_adapters(model: nn.Module) -> nn.Module:
@@ -129,7 +143,8 @@ class TaskAdapter(Method):
                 f"Cannot stack on adapter {self.stack_on!r}: the model has {existing or 'no adapters'}. "
                 "Train or load it first (tft.madx.train_domain_adapter or tft.methods.adapter.load_adapter)."
             )
-        model.add_adapter(self.adapter_name, config=self._config_obj)
+        with quiet_adapters():
+            model.add_adapter(self.adapter_name, config=self._config_obj)
         model.train_adapter(self.adapter_name)  # freezes everything else; resets the active setup
         if self.stack_on is not None:
             model.active_adapters = adapters.Stack(self.stack_on, self.adapter_name)
@@ -225,7 +240,8 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
     if name and name in adapter_names(model):
         raise AdapterError(f"An adapter named {name!r} is already in the model; pass another name.")
     try:
-        loaded = model.load_adapter(str(path), load_as=name, set_active=set_active, use_safetensors=True)
+        with quiet_adapters():
+            loaded = model.load_adapter(str(path), load_as=name, set_active=set_active, use_safetensors=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise AdapterError(f"Could not load the adapter in {path} into this backbone: {e}") from None
     if with_head and (path / "head.safetensors").is_file():
