@@ -42,9 +42,9 @@ def main() -> int:
     nusax = tft.load_task(REAL / "nusax_senti" / "english", label_names=names,
                           label_map={"positive": "positive", "negative": "negative", "neutral": None})
     ours = reviews.with_eval_sets({"real:sst2-dev": sst2.eval_set("dev"), "real:nusax-en-test": nusax.eval_set("test")})
+    shifts = [f"shift:{d}" for d in reviews.meta["target_domains"]]
     cfg = tft.TrainConfig(lr=args.lr, num_epochs=args.epochs, batch_size=16, max_length=128,
-                          eval_sets=["in-distribution", "shift:hotels", "shift:games", "real:sst2-dev",
-                                     "real:nusax-en-test"])
+                          eval_sets=["in-distribution", *shifts, "real:sst2-dev", "real:nusax-en-test"])
     a = tft.study.sweep(args.backbone, ours, cfg, seeds=args.seeds, store=args.store, study="train-on-reviews")
     # contrast: the same number of real SST-2 training sentences (whole sentences of >= 8 words)
     n = len(reviews.train)
@@ -53,9 +53,8 @@ def main() -> int:
     sst_frame = pd.concat([sample.assign(split="train", domain="sst2"),
                            sst2.eval_set("dev").assign(split="dev", domain="sst2")])
     sst_task = tft.data.Task("sst2-sample", sst_frame, names, {"dev": {"split": "dev"}})
-    sst_task = sst_task.with_eval_sets({k: reviews.eval_set(k) for k in ["in-distribution", "shift:hotels",
-                                                                         "shift:games"]})
-    cfg2 = cfg.replace(eval_sets=["dev", "in-distribution", "shift:hotels", "shift:games"])
+    sst_task = sst_task.with_eval_sets({k: reviews.eval_set(k) for k in ["in-distribution", *shifts]})
+    cfg2 = cfg.replace(eval_sets=["dev", "in-distribution", *shifts])
     b = tft.study.sweep(args.backbone, sst_task, cfg2, seeds=args.seeds, store=args.store, study="train-on-sst2")
     df = pd.concat([a.assign(trained_on="reviews (bundled)"), b.assign(trained_on=f"SST-2 sample (n={n})")])
     table = tft.analysis.ci_table(df, rows="trained_on")
