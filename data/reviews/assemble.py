@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 SOURCE = ["movies", "books", "restaurants", "electronics"]
-TARGET = ["hotels", "games"]
+TARGET = ["hotels", "games", "health"]  # health last: adding it leaves the source splits unchanged
 LANGS = ["de", "es", "fr"]
 SPLIT = {"train": 150, "dev": 30, "test": 60}  # per label and source domain
 TRANSLATE_PER_LABEL = 30  # per source domain
@@ -68,12 +68,13 @@ def main(pool: Path, pick_translations: bool) -> None:
     rng = random.Random(SEED)
     dedup = Dedup()
     labelled, unlabelled, dropped = [], [], 0
-    for domain in SOURCE + TARGET:
+    target = [d for d in TARGET if (pool / f"{d}_labelled.jsonl").exists()]
+    for domain in SOURCE + target:
         items = [{"text": " ".join(r["text"].split()), "label": r["label"]} for r in read(pool / f"{domain}_labelled.jsonl")]
         keep = [r for r in items if dedup.add(r["text"])]
         dropped += len(items) - len(keep)
         by_label = {lab: [r for r in keep if r["label"] == lab] for lab in ("negative", "positive")}
-        for lab, rows in by_label.items():
+        for _lab, rows in by_label.items():
             rng.shuffle(rows)
             if domain in SOURCE:
                 n_test, n_dev = SPLIT["test"], SPLIT["dev"]
@@ -95,26 +96,28 @@ def main(pool: Path, pick_translations: bool) -> None:
         for i, r in enumerate(rows, 1):
             r["id"] = f"{domain[:3]}-{i:04d}"
             labelled.append(r)
-    for domain in SOURCE + TARGET:
+    for domain in SOURCE + target:
         items = read(pool / f"{domain}_unlabelled.jsonl")
         for i, r in enumerate((x for x in items if dedup.add(" ".join(x["text"].split()))), 1):
             unlabelled.append({"id": f"{domain[:3]}-u{i:04d}", "text": " ".join(r["text"].split()),
                                "domain": domain, "lang": "en"})
     if pick_translations:
+        rng_pick = random.Random(SEED + 1)  # independent of the held-out pools
         pick = []
         for domain in SOURCE:
             for lab in ("negative", "positive"):
                 test = [r for r in labelled if r["domain"] == domain and r["split"] == "test" and r["label"] == lab]
-                pick += rng.sample(test, TRANSLATE_PER_LABEL)
+                pick += rng_pick.sample(test, TRANSLATE_PER_LABEL)
         with open(pool / "to_translate.jsonl", "w", encoding="utf-8") as f:
             for r in sorted(pick, key=lambda r: r["id"]):
                 f.write(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n")
         print(f"wrote {len(pick)} items to translate")
     en_by_id = {r["id"]: r for r in labelled}
     for lang in LANGS:
-        tr = pool / f"translations_{lang}.jsonl"
-        if tr.exists():
-            for r in read(tr):
+        parts = [pool / f"translations_{lang}.jsonl"] if (pool / f"translations_{lang}.jsonl").exists() else \
+            sorted(pool.glob(f"translations_{lang}_*.jsonl"))  # written in parts: _a, _b, ...
+        if parts:
+            for r in (x for part in parts for x in read(part)):
                 src = en_by_id[r["id"]]
                 labelled.append({"text": " ".join(r["text"].split()), "label": src["label"], "split": "test",
                                  "domain": src["domain"], "lang": lang, "id": r["id"]})
@@ -132,6 +135,52 @@ def main(pool: Path, pick_translations: bool) -> None:
         for r in unlabelled:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"labelled {len(labelled)}, unlabelled {len(unlabelled)}, near-duplicates dropped {dropped}")
+    meta_path = HERE / "task.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["target_domains"] = target
+    meta["description"] = (
+        f"English review sentiment written for tutorfinetune: {len(SOURCE)} source domains, {len(target)} held-out "
+        "domains, translations of the in-distribution test into German, Spanish and French, and unlabelled text "
+        "per domain and language.")
+    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_counts(labelled, unlabelled, SOURCE, target)
+
+
+def counts_table(labelled: list[dict], unlabelled: list[dict], source: list[str], target: list[str]) -> str:
+    """Markdown counts per domain/language and split, with the share of positives."""
+    def cell(rows: list[dict]) -> str:
+        return f"{len(rows)} ({100 * sum(r['label'] == 'positive' for r in rows) / len(rows):.0f}% pos)" if rows else "–"
+
+    lines = ["| domain / language | role | train | dev | test | unlabelled |", "|---|---|---|---|---|---|"]
+    keys = [(d, "en", "source") for d in source] + [(d, "en", "held-out") for d in target] + \
+        [("all", lg, "translation") for lg in LANGS]
+    tot = {"train": [], "dev": [], "test": []}
+    for dom, lang, role in keys:
+        rows = [r for r in labelled if r["lang"] == lang and (dom == "all" or r["domain"] == dom)]
+        unl = [r for r in unlabelled if r["lang"] == lang and (dom == "all" or r["domain"] == dom)]
+        by = {s: [r for r in rows if r["split"] == s] for s in tot}
+        if lang == "en" and role == "source":
+            for s in tot:
+                tot[s] += by[s]
+        name = dom if lang == "en" else {"de": "German", "es": "Spanish", "fr": "French"}[lang]
+        lines.append(f"| {name} | {role} | {cell(by['train'])} | {cell(by['dev'])} | {cell(by['test'])} | {len(unl)} |")
+    lines.append(f"| **source total** | | **{cell(tot['train'])}** | **{cell(tot['dev'])}** | **{cell(tot['test'])}** | |")
+    lines.append(f"\nLabelled rows in all: {len(labelled)}; unlabelled sentences: {len(unlabelled)}.")
+    return "\n".join(lines)
+
+
+def write_counts(labelled: list[dict], unlabelled: list[dict], source: list[str], target: list[str]) -> None:
+    """Rewrite the counts section of data/README.md between its markers."""
+    card = HERE.parent / "README.md"
+    start, end = "<!-- counts:start -->", "<!-- counts:end -->"
+    text = card.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        print(f"{card}: no counts markers; table not written")
+        return
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    card.write_text(f"{head}{start}\n{counts_table(labelled, unlabelled, source, target)}\n{end}{tail}", encoding="utf-8")
+    print(f"counts written to {card}")
 
 
 if __name__ == "__main__":

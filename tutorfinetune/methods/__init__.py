@@ -3,7 +3,7 @@
 ``methods.get("id", **config)`` builds a registered method, ``methods.available()`` lists the ids.
 """
 
-from .adapter import AdapterError, AdapterSwap, TaskAdapter
+from .adapter import AdapterError, AdapterSwap, TaskAdapter, load_adapter, save_adapter
 from .base import Method, MethodError, available, get, register, resolve
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 
@@ -20,4 +20,6 @@ __all__ = [
     "TaskAdapter",
     "AdapterSwap",
     "AdapterError",
+    "save_adapter",
+    "load_adapter",
 ]
