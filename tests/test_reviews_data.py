@@ -97,17 +97,21 @@ def test_texts_are_natural_and_varied(task):
     for d, g in en.groupby("domain"):
         openings = Counter(" ".join(t.lower().split()[:2]) for t in g.text)
         assert openings.most_common(1)[0][1] / len(g) <= 0.03, (d, openings.most_common(3))
-    negations = en.text.str.contains(r"\b(?:not|n't|never|no)\b", case=False).mean()
-    contrast = en.text.str.contains(r"\b(?:but|although|though|however|yet)\b", case=False).mean()
+    negations = en.text.str.contains(r"\b(?:not|never|no)\b|n't\b", case=False).mean()  # "didn't": no \b before n't
+    contrast = en.text.str.contains(  # contrast and concession connectives
+        r"\b(?:but|although|though|however|yet|despite|except|whereas|while|still|instead)\b", case=False).mean()
     assert negations >= 0.15 and contrast >= 0.15
 
 
 def test_held_out_domains_show_vocabulary_shift(task):
+    # running words (the OOV rate), not types: the unseen share of types grows with the size of a set,
+    # so it is biased against comparing the 480-row in-distribution test with 200-row domains
     v = vocabulary_shift(task).set_index("eval_set")
     for d in task.meta["target_domains"]:
-        assert v.loc[f"shift:{d}", "unseen_types"] > v.loc["in-distribution", "unseen_types"]
+        assert v.loc[f"shift:{d}", "unseen_tokens"] > 1.15 * v.loc["in-distribution", "unseen_tokens"], d
     for lg in task.meta["languages"]:
-        assert v.loc[f"shift:{lg}", "unseen_types"] > v.loc[f"shift:{task.meta['target_domains'][0]}", "unseen_types"]
+        assert v.loc[f"shift:{lg}", "unseen_tokens"] > 3 * max(v.loc[f"shift:{d}", "unseen_tokens"]
+                                                                for d in task.meta["target_domains"]), lg
 
 
 def test_data_card_lists_the_counts(task):

@@ -10,7 +10,12 @@ fixed seed into train / dev / test; take the whole labelled pool of each held-ou
 pick a label-balanced subset of the source test for translation; write labelled.jsonl and
 unlabelled.jsonl.
 
-    python data/reviews/assemble.py POOL_DIR [--pick-translations]
+``--append`` keeps the bundled labelled.jsonl/unlabelled.jsonl as they are and adds only what they
+lack: a held-out domain or a language whose pool is in POOL_DIR. New text is de-duplicated against
+everything already bundled. (The data were assembled in two stages this way: source domains,
+hotels, games and German first; health, Spanish and French appended.)
+
+    python data/reviews/assemble.py POOL_DIR [--pick-translations | --append]
 """
 
 from __future__ import annotations
@@ -64,12 +69,20 @@ class Dedup:
         return True
 
 
-def main(pool: Path, pick_translations: bool) -> None:
+def main(pool: Path, pick_translations: bool, append: bool = False) -> None:
     rng = random.Random(SEED)
     dedup = Dedup()
     labelled, unlabelled, dropped = [], [], 0
-    target = [d for d in TARGET if (pool / f"{d}_labelled.jsonl").exists()]
-    for domain in SOURCE + target:
+    have_domains, have_langs = set(), set()
+    if append:
+        labelled, unlabelled = read(HERE / "labelled.jsonl"), read(HERE / "unlabelled.jsonl")
+        for r in labelled + unlabelled:
+            dedup.add(r["text"])
+        have_domains = {r["domain"] for r in labelled if r["lang"] == "en"}
+        have_langs = {r["lang"] for r in labelled + unlabelled} - {"en"}
+    target = [d for d in TARGET if d in have_domains or (pool / f"{d}_labelled.jsonl").exists()]
+    new_domains = [d for d in SOURCE + target if d not in have_domains]
+    for domain in new_domains:
         items = [{"text": " ".join(r["text"].split()), "label": r["label"]} for r in read(pool / f"{domain}_labelled.jsonl")]
         keep = [r for r in items if dedup.add(r["text"])]
         dropped += len(items) - len(keep)
@@ -96,9 +109,11 @@ def main(pool: Path, pick_translations: bool) -> None:
         for i, r in enumerate(rows, 1):
             r["id"] = f"{domain[:3]}-{i:04d}"
             labelled.append(r)
-    for domain in SOURCE + target:
+    for domain in new_domains:
         items = read(pool / f"{domain}_unlabelled.jsonl")
-        for i, r in enumerate((x for x in items if dedup.add(" ".join(x["text"].split()))), 1):
+        kept = [x for x in items if dedup.add(" ".join(x["text"].split()))]
+        print(f"{domain}: unlabelled {len(kept)} of {len(items)} kept")
+        for i, r in enumerate(kept, 1):
             unlabelled.append({"id": f"{domain[:3]}-u{i:04d}", "text": " ".join(r["text"].split()),
                                "domain": domain, "lang": "en"})
     if pick_translations:
@@ -113,7 +128,7 @@ def main(pool: Path, pick_translations: bool) -> None:
                 f.write(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n")
         print(f"wrote {len(pick)} items to translate")
     en_by_id = {r["id"]: r for r in labelled}
-    for lang in LANGS:
+    for lang in (lg for lg in LANGS if lg not in have_langs):
         parts = [pool / f"translations_{lang}.jsonl"] if (pool / f"translations_{lang}.jsonl").exists() else \
             sorted(pool.glob(f"translations_{lang}_*.jsonl"))  # written in parts: _a, _b, ...
         if parts:
@@ -123,10 +138,15 @@ def main(pool: Path, pick_translations: bool) -> None:
                                  "domain": src["domain"], "lang": lang, "id": r["id"]})
         un = pool / f"unlabelled_{lang}.jsonl"
         if un.exists():
-            for i, r in enumerate(read(un), 1):
-                if dedup.add(r["text"]):
-                    unlabelled.append({"id": f"{lang}-u{i:04d}", "text": " ".join(r["text"].split()),
-                                       "domain": "mixed", "lang": lang})
+            items = read(un)
+            kept = [x for x in items if dedup.add(" ".join(x["text"].split()))]
+            print(f"{lang}: unlabelled {len(kept)} of {len(items)} kept")
+            for i, r in enumerate(kept, 1):
+                unlabelled.append({"id": f"{lang}-u{i:04d}", "text": " ".join(r["text"].split()),
+                                   "domain": "mixed", "lang": lang})
+    order = ["en", *LANGS]  # English first, then each language; stable, so rows keep their order within
+    labelled.sort(key=lambda r: order.index(r["lang"]))
+    unlabelled.sort(key=lambda r: order.index(r["lang"]))
     cols = ["id", "split", "domain", "lang", "label", "text"]
     with open(HERE / "labelled.jsonl", "w", encoding="utf-8") as f:
         for r in labelled:
@@ -184,4 +204,6 @@ def write_counts(labelled: list[dict], unlabelled: list[dict], source: list[str]
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), "--pick-translations" in sys.argv)
+    if len(sys.argv) < 2 or ("--pick-translations" in sys.argv and "--append" in sys.argv):
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), "--pick-translations" in sys.argv, "--append" in sys.argv)

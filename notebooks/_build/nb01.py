@@ -16,7 +16,7 @@ CELLS = [
 4. measure how accuracy changes **under distribution shift** (held-out domains, other languages),
    with the learning rate, and with the amount of training data.
 
-Recap from 00: the `reviews` task has four source domains for training, two held-out domains
+Recap from 00: the `reviews` task has four source domains for training, three held-out domains
 (`shift:<domain>`) and translations of the in-distribution test (`shift:de/es/fr`); the default
 backbone, all-MiniLM-L6-v2, is English-only.
 """),

@@ -17,10 +17,10 @@ INSTALL = '''# Set-up: installs tutorfinetune only when it is missing (Colab, a 
 # ipykernel or torch. If pip replaces Colab's transformers (adapters pins transformers~=4.57.6),
 # restart the runtime once (Runtime > Restart session) and run the notebook again.
 try:
-    import tutorfinetune
+    import tutorfinetune  # noqa: F401
 except ImportError:
     %pip install -q "tutorfinetune @ git+https://github.com/tutorfinetune/tutorfinetune"
-    import tutorfinetune'''
+    import tutorfinetune  # noqa: F401'''
 
 
 def md(text: str) -> dict:
