@@ -50,6 +50,22 @@ def test_same_seed_same_metrics_other_seed_differs(toy_task, tiny, fast_config):
     assert a.metrics["test"]["loss"] != c.metrics["test"]["loss"]
 
 
+def test_max_eval_examples_caps_every_eval_set_with_the_same_rows(toy_task, tiny, fast_config):
+    from tutorfinetune.engine import cap_rows
+
+    full = train(tiny(0), toy_task, fast_config, store=None, verbose=False)
+    capped = train(tiny(0), toy_task, fast_config.replace(max_eval_examples=10), store=None, verbose=False)
+    assert all(m["n"] > 10 for m in full.metrics.values())
+    assert {name: m["n"] for name, m in capped.metrics.items()} == {name: 10 for name in full.metrics}
+    test = toy_task.eval_set("test")
+    rows = cap_rows(test, 10)
+    assert rows.index.equals(cap_rows(test, 10).index) and rows.index.isin(test.index).all()
+    assert rows.label.value_counts().min() >= 4  # stratified: both labels kept
+    assert cap_rows(test, None) is test and cap_rows(test, len(test) + 5) is test
+    with pytest.raises(Exception, match="max_eval_examples"):
+        fast_config.replace(max_eval_examples=1)
+
+
 class Recorder(Method):
     name = "recorder"
 

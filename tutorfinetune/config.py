@@ -138,6 +138,8 @@ class TrainConfig:
         curve_eval_set: eval set tracked during training for learning curves.
         eval_sets: eval sets evaluated at the end (empty: all of the task's sets).
         max_train_examples: keep this many training examples (stratified, seeded); None keeps all.
+        max_eval_examples: cap every eval set at this many rows (stratified by label, the same rows
+            for every run and seed); None evaluates on all rows. For quick runs (notebooks' ci mode).
         group_by_length: batch examples of similar length (less padding, faster).
         pad_to_max_length: pad every batch to ``max_length`` (slower; for benchmarks and comparisons).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
@@ -161,6 +163,7 @@ class TrainConfig:
     curve_eval_set: str = "dev"
     eval_sets: tuple[str, ...] = field(default_factory=tuple)
     max_train_examples: int | None = None
+    max_eval_examples: int | None = None
     group_by_length: bool = True
     pad_to_max_length: bool = False
     device: str = "auto"
@@ -187,6 +190,8 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.max_train_examples is None or self.max_train_examples >= 2,
              "max_train_examples must be >= 2 or None"),
+            (self.max_eval_examples is None or self.max_eval_examples >= 2,
+             "max_eval_examples must be >= 2 or None"),
             (self.seed >= 0, "seed must be >= 0"),
         ]
         for ok, msg in checks:

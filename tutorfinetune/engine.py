@@ -86,6 +86,17 @@ def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
     return Encoded(features, frame["label"].to_numpy(dtype=np.int64), lengths)
 
 
+def cap_rows(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """At most ``n`` rows of ``frame``, stratified by label, with a fixed seed (the same rows for every
+    run, so capped eval sets stay comparable across seeds and methods); all rows when ``n`` is None."""
+    if n is None or len(frame) <= n:
+        return frame
+    frac = n / len(frame)
+    parts = [g.sample(n=max(1, int(round(len(g) * frac))), random_state=0) for _, g in frame.groupby("label", sort=True)]
+    kept = pd.concat(parts)
+    return (kept.sample(n=n, random_state=0) if len(kept) > n else kept).sort_index()
+
+
 def make_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[np.ndarray]:
     """Index batches for one epoch: a seeded shuffle; with grouping, sort within mega-batches of
     50 batches by length so each batch holds similar lengths, then shuffle the batch order."""
@@ -479,10 +490,13 @@ def train(
         state.optimizer = optimizer
 
         train_enc = encode(tok, task.train, config.max_length)
-        eval_encs = {name: encode(tok, task.eval_set(name), config.max_length) for name in wanted_sets}
+        def eval_rows(name: str) -> pd.DataFrame:
+            return cap_rows(task.eval_set(name), config.max_eval_examples)
+
+        eval_encs = {name: encode(tok, eval_rows(name), config.max_length) for name in wanted_sets}
         curve = config.curve_eval_set if config.curve_eval_set in task.eval_set_specs else None
         if curve and curve not in eval_encs:
-            eval_encs[curve] = encode(tok, task.eval_set(curve), config.max_length)
+            eval_encs[curve] = encode(tok, eval_rows(curve), config.max_length)
         for name, enc in eval_encs.items():
             if len(enc) == 0:
                 raise TaskError(f"Eval set {name!r} of task {task.name!r} is empty.")
