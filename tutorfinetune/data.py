@@ -141,15 +141,7 @@ class Task:
             return self
         if n < self.num_labels:
             raise TaskError(f"Cannot keep {n} training examples: need at least one per label ({self.num_labels}).")
-        train = self.train
-        frac = n / len(train)
-        parts = []
-        for _, grp in train.groupby("label", sort=True):
-            k = max(1, int(round(len(grp) * frac)))
-            parts.append(grp.sample(n=min(k, len(grp)), random_state=seed))
-        kept = pd.concat(parts)
-        if len(kept) > n:
-            kept = kept.sample(n=n, random_state=seed)
+        kept = stratified_sample(self.train, n, seed)
         frame = pd.concat([kept, self.frame[self.frame["split"] != "train"]]).sort_index()
         return Task(
             name=self.name,
@@ -549,6 +541,19 @@ def _words(texts: Iterable[str]) -> list[list[str]]:
     import re
 
     return [re.findall(r"[a-zà-ÿß']+", t.lower()) for t in texts]
+
+
+def stratified_sample(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows of ``frame`` (all when it has no more), each label in proportion, seeded; index order."""
+    if n >= len(frame):
+        return frame
+    frac = n / len(frame)
+    parts = [grp.sample(n=min(max(1, int(round(len(grp) * frac))), len(grp)), random_state=seed)
+             for _, grp in frame.groupby("label", sort=True)]
+    kept = pd.concat(parts)
+    if len(kept) > n:
+        kept = kept.sample(n=n, random_state=seed)
+    return kept.sort_index()
 
 
 def vocabulary_shift(task: Task) -> pd.DataFrame:

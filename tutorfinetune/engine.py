@@ -43,7 +43,7 @@ from torch import nn
 from . import __version__
 from .backbones import Backbone, trainable_report
 from .config import TrainConfig
-from .data import Task, TaskError
+from .data import Task, TaskError, stratified_sample
 from .methods import Method, resolve
 from .progress import progress_bar
 from .results import DEFAULT_STORE, RunStore
@@ -89,12 +89,7 @@ def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
 def cap_rows(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
     """At most ``n`` rows of ``frame``, stratified by label, with a fixed seed (the same rows for every
     run, so capped eval sets stay comparable across seeds and methods); all rows when ``n`` is None."""
-    if n is None or len(frame) <= n:
-        return frame
-    frac = n / len(frame)
-    parts = [g.sample(n=max(1, int(round(len(g) * frac))), random_state=0) for _, g in frame.groupby("label", sort=True)]
-    kept = pd.concat(parts)
-    return (kept.sample(n=n, random_state=0) if len(kept) > n else kept).sort_index()
+    return frame if n is None else stratified_sample(frame, n, seed=0)
 
 
 def make_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[np.ndarray]:

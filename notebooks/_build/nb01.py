@@ -214,7 +214,7 @@ nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode)'''),
   and pretraining never saw those languages. Use a multilingual backbone for cross-lingual study.
 * A confidence interval from 2 seeds (ci mode) is wide, and ci mode also trains on 256 examples
   for 30 steps and scores each evaluation set on at most 120 reviews (`max_eval_examples`); the full
-  mode's 5 seeds on everything are the ones to quote. Intervals describe seed noise only: the test sets are small (a few hundred reviews), so
-  differences of one or two points are within the sampling error of the test set too.
+  mode's 5 seeds on everything are the ones to quote. Intervals describe seed noise only: the test
+  sets are small (a few hundred reviews), so differences of one or two points are within the sampling error of the test set too.
 """),
 ]
