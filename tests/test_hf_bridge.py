@@ -58,3 +58,18 @@ def test_bridge_refuses_the_trainers_own_optimizer_when_it_would_miss_parameters
     bridge = MethodsCallback([LateUnfreeze()]).prepare(bb.model, bb.blocks, verbose=False)
     with pytest.raises(RuntimeError, match="never update.*create_optimizer"):
         _trainer(bb, toy_task, tmp_path, bridge, use_bridge_optimizer=False).train()
+
+
+def test_bridge_runs_fun_with_fisher_batches_from_the_trainers_dataloader(toy_task, tmp_path):
+    from tutorfinetune import load_backbone
+
+    bb = load_backbone("tiny", tiny_layers=3)
+    before = [p.detach().clone() for p in bb.blocks.parameters("embeddings")]
+    bridge = MethodsCallback([("fun", {"k": 2, "fisher_batches": 2}), ("fisher-tracker", {"every": 4, "batches": 1})])
+    bridge.prepare(bb.model, bb.blocks, verbose=False)
+    _trainer(bb, toy_task, tmp_path, bridge).train()
+    art = bridge.artifacts["fun"]
+    assert art["order"][0] == "block2" and sorted(art["order"]) == ["block0", "block1", "block2", "embeddings"]
+    assert all("trF" in e for e in art["events"][1:])
+    assert any(not torch.equal(a, b) for a, b in zip(before, bb.blocks.parameters("embeddings")))
+    assert "trF:block0" in bridge.history[0]

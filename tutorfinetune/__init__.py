@@ -12,7 +12,7 @@ Public API (DESIGN.md, "Contracts"):
 
 __version__ = "0.1.0"
 
-from . import analysis, data, madx, methods, notebook, results, study  # noqa: E402
+from . import analysis, data, fisher, madx, methods, notebook, results, study  # noqa: E402
 from .backbones import Backbone, BackboneError, BlockMap, load_backbone  # noqa: E402
 from .config import ConfigError, TrainConfig, as_list  # noqa: E402
 from .data import Task, TaskError, load_task, load_text  # noqa: E402
@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "analysis",
     "data",
+    "fisher",
     "madx",
     "methods",
     "notebook",

@@ -16,7 +16,8 @@ import pandas as pd
 
 __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison", "plot_learning_curves",
            "cell", "compare_sentence", "plot_bottleneck",
-           "histories"]
+           "histories", "paired_difference", "plot_trainability", "fisher_curves", "plot_fisher_curves",
+           "unfreeze_orders", "plot_unfreeze_orders"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -218,4 +219,123 @@ def plot_bottleneck(hidden: int = 384, reduction_factor: float = 16, ax=None, ti
     ax.set_ylim(-0.3, 5.6)
     ax.axis("off")
     ax.set_title(title or f"Bottleneck adapter, reduction factor {reduction_factor:g}: {n:,} parameters per block")
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparisons, schedules and Fisher curves (notebooks/03_scheduled_unfreezing.ipynb)
+# --------------------------------------------------------------------------------------------
+def paired_difference(df: pd.DataFrame, a: str, b: str, by: str = "method", pair_on: str = "seed",
+                      metric: str = "accuracy", value: str = "value") -> pd.Series:
+    """Mean over seeds of (a - b), with a Student-t 95% CI, pairing rows that share ``pair_on`` and the
+    eval set; several eval sets are averaged per seed first. Returns n, mean, std, ci95, lo, hi."""
+    d = df[df["metric"] == metric] if "metric" in df.columns else df
+    per_seed = d.groupby([by, pair_on])[value].mean().unstack(by)
+    if a not in per_seed or b not in per_seed:
+        raise KeyError(f"Need rows for both {a!r} and {b!r} in column {by!r}; found {list(per_seed.columns)}.")
+    diff = (per_seed[a] - per_seed[b]).dropna()
+    n = len(diff)
+    std = float(diff.std()) if n > 1 else 0.0
+    ci = t_critical(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    mean = float(diff.mean()) if n else math.nan
+    return pd.Series({"n": n, "mean": mean, "std": std, "ci95": ci, "lo": mean - ci, "hi": mean + ci})
+
+
+def plot_trainability(mat: np.ndarray, units: Sequence[str], ax=None, title: str | None = None,
+                      k: int | None = None):
+    """Heatmap of a ``[unit, step]`` trainability matrix (bottom unit at the bottom of the plot)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(units) + 1.2))
+    ax.imshow(mat.astype(float), aspect="auto", origin="lower", interpolation="nearest",
+              cmap=ListedColormap(["#e8e8e8", "#2a6f97"]), vmin=0, vmax=1,
+              extent=(-0.5, mat.shape[1] - 0.5, -0.5, len(units) - 0.5))
+    ax.set_yticks(range(len(units)))
+    ax.set_yticklabels(units, fontsize=8)
+    ax.set_xlabel("optimiser step")
+    if k:
+        for s in range(k, mat.shape[1], k):
+            ax.axvline(s - 0.5, color="white", lw=0.5, alpha=0.6)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def fisher_curves(hist: pd.DataFrame, column: str = "trF_trainable", smooth: int = 1) -> pd.DataFrame:
+    """Rows of a :func:`histories` frame where ``column`` (a FisherTracker column) was logged, with a
+    per-run moving average ``<column>_smooth`` over ``smooth`` estimates."""
+    if column not in hist.columns:
+        raise KeyError(f"No {column!r} in the histories: train with the 'fisher-tracker' method.")
+    h = hist[hist[column].notna()].sort_values(["run_id", "step"]).copy()
+    h[f"{column}_smooth"] = h.groupby("run_id")[column].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    return h
+
+
+def plot_fisher_curves(hist: pd.DataFrame, hue: str = "method", column: str = "trF_trainable", smooth: int = 1,
+                       ax=None, title: str | None = None, logy: bool = False):
+    """tr(F) against optimiser steps: mean over seeds per ``hue`` with a 95% CI band."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    h = fisher_curves(hist, column, smooth)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.8))
+    agg = aggregate(h, by=(hue, "step"), value=f"{column}_smooth", metric=None)
+    for (name, sub), color in zip(agg.groupby(hue, sort=False), sns.color_palette("deep")):
+        ax.plot(sub["step"] - 1, sub["mean"], marker=".", color=color, label=str(name))
+        if sub["ci95"].notna().any():
+            ax.fill_between(sub["step"] - 1, sub["lo"], sub["hi"], color=color, alpha=0.2)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(column.replace("_", " ") + (f" (moving avg {smooth})" if smooth > 1 else ""))
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(title=hue, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def unfreeze_orders(records: list[dict], method_key: str) -> pd.DataFrame:
+    """One row per unfreezing event of each run whose artifacts hold ``method_key`` (e.g. ``"fun"``):
+    run_id, seed, event (0 = the initial set), step, unit, unit_index (0 = bottom), top_down_index
+    (the unit GU would have chosen at that event)."""
+    rows = []
+    for rec in records:
+        art = (rec.get("artifacts") or {}).get(method_key)
+        if not art:
+            continue
+        units = list(art["units"])
+        n = len(units)
+        e = 0
+        for ev in art["events"]:
+            for u in ev["units"]:
+                rows.append({"run_id": rec["run_id"], "seed": rec.get("seed"), "event": e, "step": ev["step"],
+                             "unit": u, "unit_index": units.index(u), "top_down_index": n - 1 - e,
+                             "method": rec.get("method", ""), **(rec.get("tags") or {})})
+                e += 1
+    return pd.DataFrame(rows)
+
+
+def plot_unfreeze_orders(orders: pd.DataFrame, units: Sequence[str], ax=None, title: str | None = None):
+    """Chosen unit against event number, one line per run, with the top-down (GU) diagonal."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4))
+    n = len(units)
+    ax.plot(range(n), range(n - 1, -1, -1), ls="--", color="grey", lw=2, label="top-down (GU)")
+    for i, (_rid, sub) in enumerate(orders.groupby("run_id", sort=False)):
+        jitter = (i - orders.run_id.nunique() / 2) * 0.04
+        ax.plot(sub["event"], sub["unit_index"] + jitter, marker="o", alpha=0.8,
+                label=f"seed {sub['seed'].iloc[0]}")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(units, fontsize=8)
+    ax.set_xticks(range(n))
+    ax.set_xlabel("unfreezing event (0 = trainable from the start)")
+    ax.set_ylabel("unit unfrozen")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     return ax

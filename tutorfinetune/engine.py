@@ -247,9 +247,36 @@ class TrainState:
     train_batches: Any = None
     device: torch.device = torch.device("cpu")
     row: dict = field(default_factory=dict)
+    train_data: Any = None
+    pad_id: int = 0
+    autocast_dtype: torch.dtype | None = None
+    batch_source: Any = None
+    _fixed: dict = field(default_factory=dict, repr=False)
 
     def log(self, **values: Any) -> None:
         self.row.update(values)
+
+    def fixed_batches(self, n: int) -> list[dict]:
+        """``n`` training batches drawn once per run with a seeded sampler of their own (the training
+        order and the global RNG are untouched); the same batches on every call, so Fisher passes
+        at different steps and for different units see the same data (METHODS.md §1)."""
+        n = int(n)
+        if n < 1:
+            raise TrainingError(f"Need at least one batch, got {n}.")
+        if n not in self._fixed:
+            if self.train_data is not None:
+                rng = np.random.default_rng([int(self.config.seed), 0xF15E])
+                size = self.config.batch_size
+                need = n * size
+                order = np.concatenate([rng.permutation(len(self.train_data))
+                                        for _ in range(math.ceil(need / max(1, len(self.train_data))))])[:need]
+                self._fixed[n] = [collate(self.train_data, order[i:i + size], self.pad_id, self.device)
+                                  for i in range(0, need, size)]
+            elif self.batch_source is not None:
+                self._fixed[n] = list(self.batch_source(n))
+            else:
+                raise TrainingError("This training loop exposes no training batches to draw Fisher batches from.")
+        return self._fixed[n]
 
 
 @dataclass
@@ -485,6 +512,7 @@ def train(
         state.optimizer = optimizer
 
         train_enc = encode(tok, task.train, config.max_length)
+        state.train_data, state.pad_id, state.autocast_dtype = train_enc, tok.pad_token_id, amp
         def eval_rows(name: str) -> pd.DataFrame:
             return cap_rows(task.eval_set(name), config.max_eval_examples)
 

@@ -97,7 +97,30 @@ class MethodsCallback(TrainerCallback):
                           "set max_grad_norm=0 and let the bridge clip after them.", stacklevel=2)
         self.state = TrainState(model=self.model, blocks=self.blocks, config=self._config(args), task=None,
                                 optimizer=optimizer, total_steps=state.max_steps,
-                                device=next(self.model.parameters()).device)
+                                device=next(self.model.parameters()).device,
+                                batch_source=self._batch_source(kwargs.get("train_dataloader")))
+
+    def _batch_source(self, loader):
+        """Fisher batches (FUN, FisherTracker) from the Trainer's own training dataloader, drawn once
+        without disturbing the global RNG the Trainer's sampler and dropout use."""
+        if loader is None:
+            return None
+
+        def draw(n: int) -> list[dict]:
+            out: list[dict] = []
+            device = next(self.model.parameters()).device
+            with torch.random.fork_rng(devices=[]):
+                while len(out) < n:
+                    before = len(out)
+                    for batch in loader:
+                        out.append({k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)})
+                        if len(out) == n:
+                            break
+                    if len(out) == before:
+                        raise RuntimeError("The Trainer's training dataloader yielded no batches.")
+            return out
+
+        return draw
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.state.step, self.state.epoch, self.state.row = state.global_step, int(state.epoch or 0), {}

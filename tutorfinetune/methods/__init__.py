@@ -6,6 +6,7 @@
 from .adapter import AdapterError, AdapterSwap, TaskAdapter, load_adapter, save_adapter
 from .base import Method, MethodError, available, get, register, resolve
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
+from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
 
 __all__ = [
     "Method",
@@ -22,4 +23,8 @@ __all__ = [
     "AdapterError",
     "save_adapter",
     "load_adapter",
+    "SCHEDULES",
+    "ScheduledUnfreezing",
+    "ScheduleWarning",
+    "FisherTracker",
 ]

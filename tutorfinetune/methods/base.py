@@ -41,6 +41,9 @@ class Method:
     """Base class: every hook is optional and does nothing by default."""
 
     name: str = "method"
+    #: preparation order: methods that add modules (adapters, stage 0) prepare before methods that
+    #: schedule or watch them (scheduled unfreezing 10, Fisher tracking 20); ties keep the given order.
+    stage: int = 0
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = dict(config)
@@ -136,6 +139,7 @@ def resolve(methods: Iterable[Any] | str | Method | None) -> list[Method]:
             out.append(get(m[0], **m[1]))
         else:
             raise MethodError(f"Cannot read {m!r} as a method: pass an id string, a Method, or (id, config).")
+    out.sort(key=lambda m: getattr(m, "stage", 0))
     for i, m in enumerate(out):
         m.check_compatible(out[:i] + out[i + 1:])
     return out
