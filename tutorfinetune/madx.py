@@ -211,7 +211,7 @@ def train_domain_adapter(backbone: Backbone, texts: Sequence[str], name: str, he
         raise AdapterError(f"An adapter named {name!r} is already in the model; choose another name.")
     with quiet_adapters():
         model.add_adapter(name, config=adapter_config(config, reduction_factor))
-    model.train_adapter(name)
+        model.train_adapter(name)
     model.active_adapters = name
     params = [p for n, p in model.named_parameters() if f".{name}." in n]
     for n, p in model.named_parameters():

@@ -143,9 +143,9 @@ class TaskAdapter(Method):
                 f"Cannot stack on adapter {self.stack_on!r}: the model has {existing or 'no adapters'}. "
                 "Train or load it first (tft.madx.train_domain_adapter or tft.methods.adapter.load_adapter)."
             )
-        with quiet_adapters():
+        with quiet_adapters():  # both log a spurious "none are activated" while they set the adapter up
             model.add_adapter(self.adapter_name, config=self._config_obj)
-        model.train_adapter(self.adapter_name)  # freezes everything else; resets the active setup
+            model.train_adapter(self.adapter_name)  # freezes everything else; resets the active setup
         if self.stack_on is not None:
             model.active_adapters = adapters.Stack(self.stack_on, self.adapter_name)
         _head_trainable(model, blocks)
