@@ -92,3 +92,30 @@ def test_ci_table_and_plots(tmp_path):
 def test_record_json_has_no_nan_tokens(tmp_path):
     results.RunStore(tmp_path).write(_record("n", acc=0.5))
     json.loads((tmp_path / "n.json").read_text())
+
+
+def test_paired_difference_pairs_by_seed_and_averages_eval_sets():
+    rows = []
+    for seed, (a, b) in enumerate([(0.80, 0.78), (0.70, 0.66), (0.90, 0.90)]):
+        for es, shift in (("x", 0.0), ("y", 0.02)):  # the second eval set moves both methods alike
+            rows += [{"method": "a", "seed": seed, "eval_set": es, "metric": "accuracy", "value": a + shift},
+                     {"method": "b", "seed": seed, "eval_set": es, "metric": "accuracy", "value": b + shift}]
+    df = pd.DataFrame(rows)
+    d = analysis.paired_difference(df, "a", "b")
+    diffs = np.array([0.02, 0.04, 0.0])
+    assert d["n"] == 3 and d["mean"] == pytest.approx(diffs.mean())
+    assert d["ci95"] == pytest.approx(analysis.t_critical(2) * diffs.std(ddof=1) / math.sqrt(3))
+    # unpaired CIs of the two methods would be far wider than the paired one
+    assert d["ci95"] < analysis.aggregate(df, by=("method",)).ci95.min()
+    with pytest.raises(KeyError, match="'c'"):
+        analysis.paired_difference(df, "a", "c")
+
+
+def test_unfreeze_orders_reads_events_and_the_top_down_reference():
+    rec = {"run_id": "r", "seed": 3, "method": "adapter+fun", "tags": {"body": "adapter"},
+           "artifacts": {"fun": {"units": ["adapter0", "adapter1", "adapter2"],
+                                 "events": [{"step": 0, "units": ["adapter2"]}, {"step": 5, "units": ["adapter0"]},
+                                            {"step": 10, "units": ["adapter1"]}]}}}
+    o = analysis.unfreeze_orders([rec, {"run_id": "other", "artifacts": {}}], "fun")
+    assert o.unit_index.tolist() == [2, 0, 1] and o.top_down_index.tolist() == [2, 1, 0]
+    assert o.event.tolist() == [0, 1, 2] and set(o.body) == {"adapter"} and set(o.run_id) == {"r"}

@@ -281,3 +281,26 @@ def test_schedule_methods_builds_the_lists_notebooks_use():
     assert auto_k(225, 6) == 12 and auto_k(10, 6) == 1
     with pytest.raises(MethodError, match="body"):
         schedule_methods("gu", "lora")
+
+
+def test_fixed_batches_are_seeded_length_grouped_and_leave_the_rng_alone(toy_task, tiny, fast_config):
+    from tutorfinetune.engine import TrainState, encode
+
+    bb = tiny()
+    enc = encode(bb.tokenizer, toy_task.train, 32)
+    state = TrainState(model=bb.model, blocks=bb.blocks, config=fast_config, task=toy_task, train_data=enc,
+                       pad_id=bb.tokenizer.pad_token_id)
+    rng = torch.get_rng_state()
+    four = state.fixed_batches(4)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert state.fixed_batches(4) is four and len(four) == 4 and all(len(b["labels"]) == 8 for b in four)
+    widths = [b["input_ids"].shape[1] for b in four]
+    assert widths == sorted(widths, reverse=True)  # grouped by length, longest first
+
+    def rows(bs):
+        return {tuple(r[m.bool()].tolist()) for b in bs for r, m in zip(b["input_ids"], b["attention_mask"])}
+
+    assert rows(state.fixed_batches(2)) <= rows(four)
+    other = TrainState(model=bb.model, blocks=bb.blocks, config=fast_config.replace(seed=1), task=toy_task,
+                       train_data=enc, pad_id=bb.tokenizer.pad_token_id)
+    assert rows(other.fixed_batches(2)) != rows(state.fixed_batches(2))

@@ -258,8 +258,10 @@ class TrainState:
 
     def fixed_batches(self, n: int) -> list[dict]:
         """``n`` training batches drawn once per run with a seeded sampler of their own (the training
-        order and the global RNG are untouched); the same batches on every call, so Fisher passes
-        at different steps and for different units see the same data (METHODS.md §1)."""
+        order and the global RNG are untouched) and grouped by length like training batches; the
+        same batches on every call, so Fisher passes at different steps and for different units see
+        the same data (METHODS.md §1). For ``m < n`` the rows of ``fixed_batches(m)`` are a subset
+        of those of ``fixed_batches(n)`` (a prefix of the same seeded permutation)."""
         n = int(n)
         if n < 1:
             raise TrainingError(f"Need at least one batch, got {n}.")
@@ -270,6 +272,8 @@ class TrainState:
                 need = n * size
                 order = np.concatenate([rng.permutation(len(self.train_data))
                                         for _ in range(math.ceil(need / max(1, len(self.train_data))))])[:need]
+                # group the drawn rows by length, as training batches are: far less padding
+                order = order[np.argsort(-self.train_data.lengths[order], kind="stable")]
                 self._fixed[n] = [collate(self.train_data, order[i:i + size], self.pad_id, self.device)
                                   for i in range(0, need, size)]
             elif self.batch_source is not None:

@@ -432,8 +432,10 @@ nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, sto
   better transfer is the paper's hypothesis, which correlations over a few runs cannot settle.
 * **Cost.** FUN adds one tr(F) pass per event (`fisher_batches` forward+backward passes, for every
   unit at once); the tracker adds `track_batches` passes every `track_every` steps. The curves
-  here use a denser tracker than the package default (every 50 steps on 5 batches, about 10%
-  overhead: `benchmarks/bench_unfreezing.py`).
+  here use a denser, cheaper-per-point tracker than the package default (10 batches every 100
+  steps, the paper's time resolution at under 10% overhead). With sampled labels, 5 batches rank
+  the units like 40 do but their level is noisier: read single points loosely, the averages
+  over seeds and steps less so (`benchmarks/README.md`).
 * In `mode="ci"` (what CI runs) every run is cut to 20 steps, two seeds for adapters and one for
   full fine-tuning, FUN uses 2 batches and evaluation sets are capped at 64 reviews: the pipeline
   is exercised, the numbers are not evidence. Quote `mode="full"`.
