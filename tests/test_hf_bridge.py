@@ -73,3 +73,18 @@ def test_bridge_runs_fun_with_fisher_batches_from_the_trainers_dataloader(toy_ta
     assert all("trF" in e for e in art["events"][1:])
     assert any(not torch.equal(a, b) for a, b in zip(before, bb.blocks.parameters("embeddings")))
     assert "trF:block0" in bridge.history[0]
+
+
+def test_bridge_runs_graddrop_and_puts_skipped_entries_back(toy_task, tiny, tmp_path):
+    from tutorfinetune.methods import MethodError
+
+    bb = tiny()
+    bridge = MethodsCallback([("graddrop", {"p": 0.5, "mode": "skip"})]).prepare(bb.model, bb.blocks, verbose=False)
+    _trainer(bb, toy_task, tmp_path, bridge).train()
+    kept = [r["graddrop_kept"] for r in bridge.history]
+    assert len(kept) == 8 and all(0.45 < k < 0.55 for k in kept)
+    # the Trainer's epoch here is 10 optimiser steps and the run 8: an epoch mask would never change
+    bb = tiny()
+    bridge = MethodsCallback([("graddrop", {"variant": "epoch"})]).prepare(bb.model, bb.blocks, verbose=False)
+    with pytest.raises(MethodError, match="never change"):
+        _trainer(bb, toy_task, tmp_path, bridge).train()

@@ -119,3 +119,43 @@ def test_unfreeze_orders_reads_events_and_the_top_down_reference():
     o = analysis.unfreeze_orders([rec, {"run_id": "other", "artifacts": {}}], "fun")
     assert o.unit_index.tolist() == [2, 0, 1] and o.top_down_index.tolist() == [2, 1, 0]
     assert o.event.tolist() == [0, 1, 2] and set(o.body) == {"adapter"} and set(o.run_id) == {"r"}
+
+
+def _rows(settings, seeds, sets, value):
+    return pd.DataFrame([{"setting": s, "seed": k, "eval_set": e, "metric": "accuracy", "value": value(s, k, e)}
+                         for s in settings for k in seeds for e in sets])
+
+
+def test_held_out_mean_averages_the_named_sets_per_run_and_verdicts_follow_the_interval():
+    df = _rows(["a", "b"], [0, 1, 2], ["in", "x", "y"],
+               lambda s, k, e: {"in": 0.9, "x": 0.6, "y": 0.8}[e] + (0.05 + 0.001 * k if s == "b" else 0))
+    h = analysis.held_out_mean(df, ["x", "y"], by=["setting"])
+    assert set(h.eval_set) == {"held-out (mean)"} and len(h) == 6
+    assert h[(h.setting == "a")].value.tolist() == pytest.approx([0.7, 0.7, 0.7])
+    d = analysis.paired_difference(h, "b", "a", by="setting")
+    assert d["mean"] == pytest.approx(0.051) and analysis.verdict(d) == "reproduced"
+    assert analysis.verdict(analysis.paired_difference(h, "a", "b", by="setting")) == "contradicted"
+    assert analysis.verdict(analysis.paired_difference(h, "a", "b", by="setting"), "at least").startswith("contradicted")
+    one = analysis.paired_difference(h[h.seed == 0], "b", "a", by="setting")
+    assert analysis.verdict(one) == "one seed: cannot tell"
+    with pytest.raises(KeyError, match="No 'accuracy' rows"):
+        analysis.held_out_mean(df, ["nope"], by=["setting"])
+
+
+def test_plot_vs_param_and_plot_masks_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    df = _rows(["e1", "e2"], [0, 1], ["in", "held"], lambda s, k, e: 0.8 + 0.01 * k)
+    df["p"] = df.setting.map({"e1": 0.1, "e2": 0.5})
+    base = _rows(["full"], [0, 1], ["in", "held"], lambda s, k, e: 0.82)
+    ax = analysis.plot_vs_param(df, x="p", baselines={"full": base})
+    assert len(ax.lines) >= 2 and ax.get_xlabel() == "p"
+    ax = analysis.plot_masks(torch.ones(3, 4, 4, dtype=torch.bool))
+    assert len(ax.get_xticks()) == 3
+    ax = analysis.plot_masks(torch.zeros(7, 10, dtype=torch.bool), ylabels=[str(i) for i in range(7)])
+    assert len(ax.get_yticks()) == 7
+    with pytest.raises(ValueError, match="shape"):
+        analysis.plot_masks(torch.zeros(3))

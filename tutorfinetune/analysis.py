@@ -17,7 +17,8 @@ import pandas as pd
 __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison", "plot_learning_curves",
            "cell", "compare_sentence", "plot_bottleneck",
            "histories", "paired_difference", "plot_trainability", "fisher_curves", "plot_fisher_curves",
-           "unfreeze_orders", "plot_unfreeze_orders"]
+           "unfreeze_orders", "plot_unfreeze_orders", "held_out_mean", "verdict", "plot_vs_param", "plot_masks",
+           "plot_sites"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -338,4 +339,128 @@ def plot_unfreeze_orders(orders: pd.DataFrame, units: Sequence[str], ax=None, ti
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Held-out summaries and verdicts (notebooks 03, 04), sweeps over one knob, mask pictures (04)
+# --------------------------------------------------------------------------------------------
+def held_out_mean(df: pd.DataFrame, eval_sets: Sequence[str], by: Sequence[str], metric: str = "accuracy",
+                  label: str = "held-out (mean)") -> pd.DataFrame:
+    """Per run (``by`` + seed), the mean of ``metric`` over ``eval_sets`` (e.g. the held-out domains), as rows
+    shaped like the store's (``eval_set`` = ``label``) so they aggregate and pair like any eval set."""
+    d = df[df["eval_set"].isin(list(eval_sets)) & (df["metric"] == metric)]
+    if d.empty:
+        raise KeyError(f"No {metric!r} rows for eval sets {list(eval_sets)}; found {sorted(df['eval_set'].unique())}.")
+    out = d.groupby([*by, "seed"], as_index=False, dropna=False)["value"].mean()
+    out["metric"], out["eval_set"] = metric, label
+    return out
+
+
+def verdict(d: pd.Series, claim: str = "greater") -> str:
+    """A paper's claim against a paired difference (:func:`paired_difference`): ``"greater"`` needs the
+    whole 95% interval above zero; ``"at least"`` is contradicted only when the interval is below zero."""
+    if not np.isfinite(d["ci95"]):
+        return "one seed: cannot tell"
+    if claim == "greater":
+        return "reproduced" if d["lo"] > 0 else ("contradicted" if d["hi"] < 0 else "not reproduced (within seed noise)")
+    if claim == "at least":
+        return "consistent (not below)" if d["hi"] >= 0 else "contradicted (significantly below)"
+    raise ValueError(f"claim must be 'greater' or 'at least', got {claim!r}.")
+
+
+def plot_vs_param(df: pd.DataFrame, x: str, hue: str = "eval_set", metric: str = "accuracy", ax=None,
+                  title: str | None = None, baselines: dict[str, pd.DataFrame] | None = None, xlabel: str | None = None):
+    """Mean with 95% CI error bars against a numeric knob ``x`` (e.g. GradDrop's p), one line per ``hue``;
+    ``baselines`` (name -> rows of the same shape without ``x``) are drawn as horizontal bands per hue."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    agg = aggregate(df, by=(hue, x), metric=metric).sort_values(x)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    hues = list(dict.fromkeys(agg[hue]))
+    colors = dict(zip(hues, sns.color_palette("deep", len(hues))))
+    styles = ["--", ":", "-."]
+    for h in hues:
+        sub = agg[agg[hue] == h]
+        ax.errorbar(sub[x], sub["mean"], yerr=sub["ci95"].fillna(0), marker="o", capsize=3, color=colors[h], label=str(h))
+    for i, (name, rows) in enumerate((baselines or {}).items()):
+        b = aggregate(rows, by=(hue,), metric=metric)
+        for r in b.itertuples():
+            if r[1] not in colors:
+                continue
+            c = colors[r[1]]
+            ax.axhline(r.mean, color=c, ls=styles[i % len(styles)], lw=1.2,
+                       label=f"{name} ({r[1]})" if len(hues) > 1 else name)
+            if np.isfinite(r.ci95):
+                ax.axhspan(r.lo, r.hi, color=c, alpha=0.08)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    ax.legend(fontsize=7, loc="lower left")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_masks(masks, ax=None, title: str | None = None, ylabels: Sequence[str] | None = None, xlabel: str = "step"):
+    """Keep-masks as pictures: a ``(steps, h, w)`` stack drawn side by side (dark = kept), or a
+    ``(units, steps)`` matrix (layer variant; unit 0 at the bottom)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    m = np.asarray(masks, dtype=float)
+    cmap = ListedColormap(["#f1f1f1", "#1d3557"])
+    if m.ndim == 3:
+        steps, h, w = m.shape
+        gap = np.full((h, 2), np.nan)
+        img = np.concatenate([x for t in range(steps) for x in (m[t], gap)][:-1], axis=1)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(1.3 * steps + 1, 1.8))
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([t * (w + 2) + w / 2 for t in range(steps)])
+        ax.set_xticklabels([str(t) for t in range(steps)])
+        ax.set_yticks([])
+        ax.set_xlabel(xlabel)
+    elif m.ndim == 2:
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4, 0.3 * m.shape[1] + 1), 2.6))
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=1, aspect="auto", origin="lower", interpolation="nearest")
+        ax.set_yticks(range(m.shape[0]))
+        ax.set_yticklabels(list(ylabels) if ylabels is not None else [str(i) for i in range(m.shape[0])], fontsize=8)
+        ax.set_xlabel(xlabel)
+    else:
+        raise ValueError(f"masks must be (steps, h, w) or (units, steps), got shape {m.shape}.")
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_sites(values: dict, ax=None, title: str | None = None, log: bool = False, fmt: str = ".2g",
+               cmap: str = "viridis", label: str = ""):
+    """A value per dropout site (Fisher score, dropout probability) as a heatmap: one row per sublayer kind
+    (embeddings, attention, attention output, FFN output), one column per unit, bottom to top."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    kinds = ["embeddings", "attention", "attention_output", "ffn_output"]
+    units = ["embeddings"] + sorted({k.split(".")[0] for k in values if k != "embeddings"},
+                                    key=lambda u: int(u[5:]) if u[5:].isdigit() else 0)
+    mat = pd.DataFrame(np.nan, index=kinds, columns=units)
+    for k, v in values.items():
+        unit, _, kind = k.partition(".")
+        mat.loc[kind or "embeddings", unit] = float(v)
+    mat = mat.dropna(how="all")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 * len(units) + 2, 2.8))
+    data = np.log10(mat) if log else mat
+    annot = mat.map(lambda v: "" if not np.isfinite(v) else format(v, fmt))
+    sns.heatmap(data, annot=annot, fmt="", cmap=cmap, ax=ax, cbar_kws={"label": ("log10 " if log else "") + label},
+                linewidths=0.5, annot_kws={"fontsize": 7})
+    ax.set_xlabel("unit (bottom to top)")
+    ax.set_ylabel("")
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax

@@ -10,7 +10,7 @@ a :class:`RunResult`. What it does, in order:
    decay on biases and LayerNorm weights, and a linear warm-up/decay schedule;
 3. tokenise once, then for every optimiser step draw a length-grouped batch (seeded per epoch),
    pad it dynamically, run forward under bf16 autocast on GPUs, check the loss is finite,
-   backward, call ``after_backward`` hooks (gradient masks), clip, step;
+   backward, call ``after_backward`` hooks (gradient masks), clip, step, call ``after_step`` hooks;
 4. evaluate the curve set every ``eval_every`` steps (or each epoch) and every named eval set at the
    end; save checkpoints (safetensors + ``torch.load(weights_only=True)`` state) and resume from them;
 5. append the run's record to the results store, whatever happens (finished / failed / interrupted).
@@ -580,6 +580,8 @@ def train(
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params_list, config.grad_clip))
             lr_now = optimizer.param_groups[0]["lr"]
             optimizer.step()
+            for m in methods:
+                m.after_step(state)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             seen += len(batches[b])

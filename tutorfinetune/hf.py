@@ -95,8 +95,13 @@ class MethodsCallback(TrainerCallback):
         if args.max_grad_norm and args.max_grad_norm > 0 and self.grad_clip > 0:
             warnings.warn("The Trainer clips gradients (max_grad_norm > 0) before the methods' gradient hooks; "
                           "set max_grad_norm=0 and let the bridge clip after them.", stacklevel=2)
+        loader = kwargs.get("train_dataloader")
+        try:  # optimiser steps per epoch, where the dataloader has a length (GradDrop's epoch variant)
+            per_epoch = len(loader) // max(1, args.gradient_accumulation_steps) if loader is not None else 0
+        except TypeError:
+            per_epoch = 0
         self.state = TrainState(model=self.model, blocks=self.blocks, config=self._config(args), task=None,
-                                optimizer=optimizer, total_steps=state.max_steps,
+                                optimizer=optimizer, total_steps=state.max_steps, steps_per_epoch=per_epoch,
                                 device=next(self.model.parameters()).device,
                                 batch_source=self._batch_source(kwargs.get("train_dataloader")))
 
@@ -133,6 +138,10 @@ class MethodsCallback(TrainerCallback):
         if self.grad_clip > 0:
             params = [p for p in self.model.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        for m in self.methods:
+            m.after_step(self.state)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.state.row:

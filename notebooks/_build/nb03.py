@@ -308,9 +308,7 @@ for ax, body in zip(axes, ("adapter", "full")):
                        baseline=tft.data.majority_baseline(data, "in-distribution"))
 plt.tight_layout()
 plt.show()
-held = res[res.eval_set.isin(eval_sets[1:])]
-held_mean = held[held.metric == "accuracy"].groupby(["body", "schedule", "seed"], as_index=False)["value"].mean()
-held_mean["metric"], held_mean["eval_set"] = "accuracy", "held-out (mean)"
+held_mean = an.held_out_mean(res, eval_sets[1:], by=["body", "schedule"])
 an.ci_table(pd.concat([res, held_mean], ignore_index=True).assign(setting=lambda d: d.body + " / " + d.schedule),
             rows="setting")'''),
     md("""
@@ -322,15 +320,7 @@ needs the whole interval on the claimed side of zero. For FUN's order, our crite
 picks the highest still-frozen unit at least halfway between what a random order would do by
 chance and always.
 """),
-    code('''def verdict(d, claim="greater"):
-    if not np.isfinite(d["ci95"]):
-        return "one seed: cannot tell"
-    if claim == "greater":
-        return "reproduced" if d["lo"] > 0 else ("contradicted" if d["hi"] < 0 else "not reproduced (within seed noise)")
-    return "consistent (not below)" if d["hi"] >= 0 else "contradicted (significantly below)"
-
-
-claims = []
+    code('''claims = []
 for body in ("adapter", "full"):
     hb = held_mean[held_mean.body == body]
     have = set(hb.schedule)
@@ -340,7 +330,7 @@ for body in ("adapter", "full"):
         if s in have and "standard" in have:
             d = an.paired_difference(hb, s, "standard", by="schedule")
             claims.append({"body": body, "claim (paper)": paper, "ours: held-out, paired diff (points)":
-                           an.format_ci(d["mean"], d["ci95"]), "verdict": verdict(d, kind)})
+                           an.format_ci(d["mean"], d["ci95"]), "verdict": an.verdict(d, kind)})
     if "gu-rev" in have and len(have) > 2:
         means = hb.groupby("schedule")["value"].mean()
         worst = means.idxmin()

@@ -6,6 +6,7 @@
 from .adapter import AdapterError, AdapterSwap, TaskAdapter, load_adapter, save_adapter
 from .base import Method, MethodError, available, get, register, resolve
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
+from .graddrop import GradDrop
 from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "ScheduledUnfreezing",
     "ScheduleWarning",
     "FisherTracker",
+    "GradDrop",
 ]

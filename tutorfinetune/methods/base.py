@@ -13,6 +13,8 @@ A method is an object with a ``name``, a ``config`` dict and any of these hooks,
     before each optimiser step's forward pass (schedules, Fisher passes).
 ``after_backward(state)``
     after backward, before gradient clipping and the optimiser step (gradient masks).
+``after_step(state)``
+    right after ``optimizer.step()`` (put back entries a mask says must not move).
 ``on_epoch_end(state)`` and ``finish(state)``
     bookkeeping and artifacts (``finish`` may return a dict that lands in ``RunResult.artifacts``).
 ``before_eval(state, eval_set)``
@@ -59,6 +61,9 @@ class Method:
         return None
 
     def after_backward(self, state) -> None:
+        return None
+
+    def after_step(self, state) -> None:
         return None
 
     def on_epoch_end(self, state) -> None:
