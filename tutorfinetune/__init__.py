@@ -12,7 +12,7 @@ Public API (DESIGN.md, "Contracts"):
 
 __version__ = "0.1.0"
 
-from . import analysis, data, fisher, madx, methods, notebook, results, study  # noqa: E402
+from . import analysis, data, fisher, madx, methods, notebook, results, study, sublayer_fisher  # noqa: E402
 from .backbones import Backbone, BackboneError, BlockMap, load_backbone  # noqa: E402
 from .config import ConfigError, TrainConfig, as_list  # noqa: E402
 from .data import Task, TaskError, load_task, load_text  # noqa: E402
@@ -28,6 +28,7 @@ __all__ = [
     "notebook",
     "results",
     "study",
+    "sublayer_fisher",
     "Backbone",
     "BackboneError",
     "BlockMap",

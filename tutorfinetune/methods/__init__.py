@@ -5,6 +5,7 @@
 
 from .adapter import AdapterError, AdapterSwap, TaskAdapter, load_adapter, save_adapter
 from .base import Method, MethodError, available, get, register, resolve
+from .dropout import GaussianDropout, GuidedDropout, StandardDropout
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 from .graddrop import GradDrop
 from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
@@ -29,4 +30,7 @@ __all__ = [
     "ScheduleWarning",
     "FisherTracker",
     "GradDrop",
+    "GuidedDropout",
+    "StandardDropout",
+    "GaussianDropout",
 ]

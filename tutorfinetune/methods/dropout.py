@@ -1,0 +1,267 @@
+"""Dropout plug-ins: guided dropout (METHODS.md §3) and its baselines, standard and Gaussian dropout.
+
+``"guided-dropout"`` gives every dropout site of the encoder its own probability from the Fisher
+score of the sublayer that feeds it (:mod:`tutorfinetune.sublayer_fisher`): with ``mapping="rank"``
+(the authors' code, default) the D sites are ranked by score, ascending, and site r gets
+``p_upper * (1 - r / (D - 1))``: the flattest sublayer gets ``p_upper``, the sharpest 0. With
+``mapping="magnitude"`` (our reading of the algorithm sheet, [D]) scores are min-max normalised to
+s in [0, 1] and p = ``p_upper * (1 - s)``. The classifier head keeps its dropout.
+
+The map is applied once in ``prepare()``; training is otherwise unchanged, so there is no cost per
+step beyond ordinary dropout (the paper's claim; ``benchmarks/bench_guided_dropout.py``).
+
+**The SDPA pitfall** (checked in transformers 4.57.6): BERT's SDPA self-attention reads the float
+``dropout_prob``, not ``dropout.p``; setting ``.p`` alone leaves attention-probability dropout
+unchanged. :meth:`DropoutSite.set_p <tutorfinetune.sublayer_fisher.DropoutSite.set_p>` sets both.
+
+``"standard-dropout"`` leaves the checkpoint's dropout as it is (or sets one ``p`` everywhere).
+``"gaussian-dropout"`` replaces every dropout with multiplicative noise N(1, α), α = p / (1 - p)
+(the paper's baseline, p = 0.1). SDPA computes attention dropout inside its fused kernel, so for
+those modules the plug-in switches the module to the model's eager attention code (same maths),
+where the attention-probability dropout is a module it can replace.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ConfigError, coerce
+from ..sublayer_fisher import (
+    SOURCES,
+    GuidanceError,
+    SublayerScores,
+    dropout_sites,
+    model_id,
+    sublayer_scores,
+)
+from .base import Method, MethodError, register
+
+__all__ = ["GuidedDropout", "StandardDropout", "GaussianDropout", "GaussianNoise", "dropout_map", "MAPPINGS"]
+
+MAPPINGS = ("rank", "magnitude")
+
+
+def dropout_map(scores: dict[str, float], p_upper: float = 0.1, mapping: str = "rank") -> dict[str, float]:
+    """Site -> dropout probability from Fisher scores (low score: ``p_upper``, high score: 0)."""
+    if mapping not in MAPPINGS:
+        raise MethodError(f"Unknown mapping {mapping!r}; use one of {list(MAPPINGS)}.")
+    if not scores:
+        raise MethodError("No Fisher scores to map.")
+    names = list(scores)
+    vals = np.array([scores[n] for n in names], dtype=float)
+    if mapping == "rank":
+        order = sorted(range(len(names)), key=lambda i: (vals[i], names[i]))  # ascending; ties by name
+        d = len(names)
+        return {names[i]: p_upper * (1 - r / (d - 1)) if d > 1 else p_upper for r, i in enumerate(order)}
+    lo, hi = float(vals.min()), float(vals.max())
+    s = (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
+    return {n: float(p_upper * (1 - si)) for n, si in zip(names, s)}
+
+
+def _check_p(name: str, p: Any) -> float:
+    try:
+        p = coerce(name, p, float)
+    except ConfigError as e:
+        raise MethodError(str(e)) from None
+    if not (0.0 <= p < 1.0) or math.isnan(p):
+        raise MethodError(f"{name} must be a dropout probability in [0, 1), got {p!r}.")
+    return p
+
+
+def _one_dropout_method(self, others) -> None:
+    mine = (GuidedDropout, StandardDropout, GaussianDropout)
+    clash = [o.name for o in others if isinstance(o, mine)]
+    if clash:
+        raise MethodError(f"{self.name!r} and {clash} both decide the dropout of the model: use one.")
+
+
+@register("guided-dropout")
+class GuidedDropout(Method):
+    """Per-site dropout probabilities from Fisher scores of a pretraining-style loss.
+
+    Args:
+        scores: a :class:`~tutorfinetune.sublayer_fisher.SublayerScores`, a dict site -> score, or the
+            path of a cached score file. Default: computed (and cached) by
+            :func:`~tutorfinetune.sublayer_fisher.sublayer_scores` with ``source``, ``n`` and ``seed``;
+            that needs the tokenizer, found from the model's ``name_or_path``.
+        source: ``"contrastive"`` (MiniLM default), ``"mlm-warm"``, ``"mlm"`` or ``"task"``.
+        p_upper: the largest probability (the lowest-Fisher site's); the paper: 0.1.
+        mapping: ``"rank"`` (default, the authors' code) or ``"magnitude"``.
+        n, seed: examples and seed of the Fisher estimate when it is computed here.
+
+    The applied map is in ``self.map`` and in the run's artifacts.
+    """
+
+    name = "guided-dropout"
+    stage = 0
+
+    def __init__(self, scores: Any = None, source: str = "contrastive", p_upper: float = 0.1, mapping: str = "rank",
+                 n: int = 256, seed: int = 0) -> None:
+        if source not in SOURCES:
+            import difflib
+
+            close = difflib.get_close_matches(str(source), list(SOURCES), n=1)
+            raise MethodError(f"Unknown Fisher source {source!r}.{' Did you mean ' + repr(close[0]) + '?' if close else ''} "
+                              f"Use one of {list(SOURCES)}.")
+        if mapping not in MAPPINGS:
+            raise MethodError(f"Unknown mapping {mapping!r}; use one of {list(MAPPINGS)}.")
+        p_upper = _check_p("p_upper", p_upper)
+        try:
+            n, seed = coerce("n", n, int), coerce("seed", seed, int)
+        except ConfigError as e:
+            raise MethodError(str(e)) from None
+        self._scores_obj: SublayerScores | None = None
+        cfg: dict[str, Any] = {"source": source, "p_upper": p_upper, "mapping": mapping}
+        if isinstance(scores, SublayerScores):
+            self._scores_obj = scores
+            cfg["source"] = scores.meta.get("source", source)
+        elif isinstance(scores, dict):
+            self._scores_obj = SublayerScores({str(k): float(v) for k, v in scores.items()}, {"source": source})
+        elif isinstance(scores, (str, Path)):
+            try:
+                self._scores_obj = SublayerScores.read(scores)
+            except GuidanceError as e:
+                raise MethodError(str(e)) from None
+            cfg["source"] = self._scores_obj.meta.get("source", source)
+        elif scores is not None:
+            raise MethodError(f"scores must be SublayerScores, a dict or a file path, got {type(scores).__name__}.")
+        if self._scores_obj is not None:
+            cfg["scores"] = {k: float(v) for k, v in self._scores_obj.scores.items()}
+        else:
+            cfg.update(n=n, seed=seed)
+        super().__init__(**cfg)
+        self.map: dict[str, float] = {}
+
+    def check_compatible(self, others) -> None:
+        _one_dropout_method(self, others)
+
+    def _scores_for(self, model, blocks) -> SublayerScores:
+        if self._scores_obj is not None:
+            return self._scores_obj
+        from transformers import AutoTokenizer
+
+        from ..backbones import Backbone
+
+        src = getattr(model.config, "_name_or_path", "") or ""
+        try:
+            tok = AutoTokenizer.from_pretrained(src) if src else None
+        except (OSError, ValueError):
+            tok = None
+        if tok is None:
+            raise MethodError("Cannot find this model's tokenizer to compute Fisher scores. Compute them first: "
+                              "scores = tft.sublayer_fisher.sublayer_scores(backbone, source=...), then "
+                              "('guided-dropout', {'scores': scores}).")
+        bb = Backbone(model=model, tokenizer=tok, blocks=blocks, name=Path(src).name or src, source=src)
+        return sublayer_scores(bb, self.config["source"], n=self.config["n"], seed=self.config["seed"])
+
+    def prepare(self, model: nn.Module, blocks) -> None:
+        try:
+            sites = dropout_sites(model, blocks)
+            sc = self._scores_for(model, blocks)
+            sc.check(model_id(model, blocks), type(model).__name__)
+        except GuidanceError as e:
+            raise MethodError(str(e)) from None
+        names = [s.name for s in sites]
+        missing = [n for n in names if n not in sc.scores]
+        extra = [n for n in sc.scores if n not in names]
+        if missing or extra:
+            raise MethodError(f"The Fisher scores do not match this model's dropout sites (missing {missing[:4]}, "
+                              f"unknown {extra[:4]}): they were computed for another architecture. Recompute them.")
+        self.map = dropout_map({n: sc.scores[n] for n in names}, self.config["p_upper"], self.config["mapping"])
+        for s in sites:
+            s.set_p(self.map[s.name])
+
+    def finish(self, state) -> dict:
+        return {"map": dict(self.map), "source": self.config["source"], "mapping": self.config["mapping"]}
+
+
+@register("standard-dropout")
+class StandardDropout(Method):
+    """The baseline: the checkpoint's dropout unchanged, or one probability ``p`` at every site (head excluded)."""
+
+    name = "standard-dropout"
+
+    def __init__(self, p: float | None = None) -> None:
+        super().__init__(**({"p": _check_p("p", p)} if p is not None else {}))
+        self.map: dict[str, float] = {}
+
+    def check_compatible(self, others) -> None:
+        _one_dropout_method(self, others)
+
+    def prepare(self, model: nn.Module, blocks) -> None:
+        try:
+            sites = dropout_sites(model, blocks)
+        except GuidanceError as e:
+            raise MethodError(str(e)) from None
+        for s in sites:
+            if "p" in self.config:
+                s.set_p(self.config["p"])
+            self.map[s.name] = s.get_p()
+
+    def finish(self, state) -> dict:
+        return {"map": dict(self.map)}
+
+
+class GaussianNoise(nn.Module):
+    """Multiplicative Gaussian noise N(1, alpha) in training (Srivastava et al.'s Gaussian dropout)."""
+
+    def __init__(self, alpha: float) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.p = self.alpha / (1 + self.alpha)  # the Bernoulli p with the same variance, for reports
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.alpha <= 0:
+            return x
+        return x * (1 + math.sqrt(self.alpha) * torch.randn_like(x))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}"
+
+
+def _eager_attention(mod: nn.Module) -> bool:
+    """Switch an SDPA self-attention module to its eager parent class (same maths, dropout as a module)."""
+    cls = type(mod)
+    if "Sdpa" in cls.__name__ and hasattr(mod, "dropout_prob"):
+        parent = cls.__mro__[1]
+        if parent.__name__ == cls.__name__.replace("Sdpa", "") and isinstance(getattr(mod, "dropout", None), nn.Module):
+            mod.__class__ = parent
+            return True
+    return False
+
+
+@register("gaussian-dropout")
+class GaussianDropout(Method):
+    """Replace every dropout (head included) by multiplicative Gaussian noise N(1, p/(1-p))."""
+
+    name = "gaussian-dropout"
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__(p=_check_p("p", p))
+        self.replaced = 0
+        self.eager = 0
+
+    def check_compatible(self, others) -> None:
+        _one_dropout_method(self, others)
+
+    def prepare(self, model: nn.Module, blocks) -> None:
+        alpha = self.config["p"] / (1 - self.config["p"])
+        for mod in list(model.modules()):
+            if _eager_attention(mod):
+                self.eager += 1
+            for name, child in list(mod.named_children()):
+                if isinstance(child, nn.Dropout):
+                    setattr(mod, name, GaussianNoise(alpha))
+                    self.replaced += 1
+        if not self.replaced:
+            raise MethodError(f"No dropout modules found in {type(model).__name__}: nothing to replace.")
+
+    def finish(self, state) -> dict:
+        return {"replaced": self.replaced, "sdpa_modules_made_eager": self.eager,
+                "alpha": self.config["p"] / (1 - self.config["p"])}
