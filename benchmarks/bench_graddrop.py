@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 
 os.environ.setdefault("TUTORFINETUNE_PROGRESS", "off")
+
+from _timing import interleaved  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main() -> int:
@@ -62,16 +63,7 @@ def main() -> int:
         "layer": lambda: ["full", GradDrop(p=args.p, variant="layer")],
         "layer skip": lambda: ["full", GradDrop(p=args.p, variant="layer", mode="skip")],
     }
-    times: dict[str, list[float]] = {c: [] for c in contenders}
-    device = None
-    for r in range(args.repeats):
-        for name, meths in contenders.items():
-            bb = tft.load_backbone(args.backbone, num_labels=2, seed=0)
-            res = tft.train(bb, task, cfg, meths(), store=None, verbose=False)
-            device = res.device
-            times[name].append(res.timings["train_seconds"])
-            print(f"repeat {r + 1}/{args.repeats} {name:<20} {res.timings['train_seconds']:.1f}s", flush=True)
-    med = {c: statistics.median(v) for c, v in times.items()}
+    med, times, device = interleaved(contenders, args.backbone, task, cfg, args.repeats)
 
     n = sum(p_.numel() for p_ in tft.load_backbone(args.backbone, num_labels=2).model.parameters())
     dev = torch.device(device or "cpu")

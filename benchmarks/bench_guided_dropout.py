@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 
 os.environ.setdefault("TUTORFINETUNE_PROGRESS", "off")
+
+from _timing import interleaved  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main() -> int:
@@ -59,16 +60,7 @@ def main() -> int:
         "guided-dropout": lambda: [("guided-dropout", {"scores": scores})],
         "gaussian-dropout": lambda: ["gaussian-dropout"],
     }
-    times: dict[str, list[float]] = {c: [] for c in contenders}
-    device = None
-    for r in range(args.repeats):
-        for name, meths in contenders.items():
-            bb = tft.load_backbone(args.backbone, num_labels=2, seed=0)
-            res = tft.train(bb, task, cfg, meths(), store=None, verbose=False)
-            device = res.device
-            times[name].append(res.timings["train_seconds"])
-            print(f"repeat {r + 1}/{args.repeats} {name:<18} {res.timings['train_seconds']:.1f}s", flush=True)
-    med = {c: statistics.median(v) for c, v in times.items()}
+    med, times, device = interleaved(contenders, args.backbone, task, cfg, args.repeats)
     base = med["standard-dropout"]
     print(f"\n{args.backbone}, {args.steps} steps, batch {args.batch_size}, max_length 64, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repeats (median train seconds)\n")

@@ -41,6 +41,14 @@ def _parse_text_list(value: str) -> list:
     return [t.strip().strip("'\"") for t in text.split(",") if t.strip()]
 
 
+def did_you_mean(value: Any, options) -> str:
+    """``" Did you mean 'x'?"`` for the closest of ``options``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def coerce(name: str, value: Any, typ: Any) -> Any:
     """Coerce ``value`` to ``typ`` (int, float, bool, str, Literal, Optional, tuple[...]) or raise ConfigError."""
     origin = typing.get_origin(typ)

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
+from .config import did_you_mean
 from .progress import progress_bar
 
 __all__ = ["SOURCES", "DropoutSite", "dropout_sites", "SublayerScores", "sublayer_scores", "GuidanceError",
@@ -288,12 +289,8 @@ def sublayer_scores(backbone: Backbone, source: str = "contrastive", texts: Sequ
     from .data import load_task
     from .engine import resolve_device
 
-    if source not in SOURCES:
-        import difflib
-
-        close = difflib.get_close_matches(str(source), list(SOURCES), n=1)
-        raise GuidanceError(f"Unknown Fisher source {source!r}.{' Did you mean ' + repr(close[0]) + '?' if close else ''} "
-                            f"Use one of {list(SOURCES)}.")
+    if not isinstance(source, str) or source not in SOURCES:
+        raise GuidanceError(f"Unknown Fisher source {source!r}.{did_you_mean(source, SOURCES)} Use one of {list(SOURCES)}.")
     n, batch_size, max_length, warm_steps = int(n), int(batch_size), int(max_length), int(warm_steps)
     if n < 2:
         raise GuidanceError(f"n must be >= 2 examples, got {n}.")

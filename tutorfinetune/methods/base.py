@@ -27,12 +27,14 @@ Register a method with :func:`register`; ``methods.get("id", **config)`` builds 
 
 from __future__ import annotations
 
-import difflib
+import math
 from typing import Any, Callable, Iterable
 
 from torch import nn
 
-__all__ = ["Method", "MethodError", "register", "get", "available", "resolve"]
+from ..config import ConfigError, coerce, did_you_mean
+
+__all__ = ["Method", "MethodError", "register", "get", "available", "resolve", "choice", "probability"]
 
 
 class MethodError(ValueError):
@@ -119,9 +121,7 @@ def get(method_id: str, **config: Any) -> Method:
     if not isinstance(method_id, str):
         raise MethodError(f"A method id is a string, got {type(method_id).__name__}.")
     if method_id not in _REGISTRY:
-        close = difflib.get_close_matches(method_id, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise MethodError(f"Unknown method {method_id!r}.{hint} Available: {available()}.")
+        raise MethodError(f"Unknown method {method_id!r}.{did_you_mean(method_id, _REGISTRY)} Available: {available()}.")
     try:
         return _REGISTRY[method_id](**config)
     except TypeError as e:
@@ -148,3 +148,21 @@ def resolve(methods: Iterable[Any] | str | Method | None) -> list[Method]:
     for i, m in enumerate(out):
         m.check_compatible(out[:i] + out[i + 1:])
     return out
+
+
+def choice(what: str, value: Any, options, error: type = MethodError) -> str:
+    """``value`` if it is one of ``options``, else ``error`` naming the closest option and all of them."""
+    if not isinstance(value, str) or value not in options:
+        raise error(f"Unknown {what} {value!r}.{did_you_mean(value, options)} Use one of {list(options)}.")
+    return value
+
+
+def probability(name: str, value: Any, hint: str = "") -> float:
+    """A probability in [0, 1) (papermill strings coerced), else MethodError."""
+    try:
+        p = coerce(name, value, float)
+    except ConfigError as e:
+        raise MethodError(str(e)) from None
+    if math.isnan(p) or not 0.0 <= p < 1.0:
+        raise MethodError(f"{name} must be a probability in [0, 1), got {p!r}.{hint}")
+    return p

@@ -40,7 +40,7 @@ from ..sublayer_fisher import (
     model_id,
     sublayer_scores,
 )
-from .base import Method, MethodError, register
+from .base import Method, MethodError, choice, probability, register
 
 __all__ = ["GuidedDropout", "StandardDropout", "GaussianDropout", "GaussianNoise", "dropout_map", "MAPPINGS"]
 
@@ -65,13 +65,7 @@ def dropout_map(scores: dict[str, float], p_upper: float = 0.1, mapping: str = "
 
 
 def _check_p(name: str, p: Any) -> float:
-    try:
-        p = coerce(name, p, float)
-    except ConfigError as e:
-        raise MethodError(str(e)) from None
-    if not (0.0 <= p < 1.0) or math.isnan(p):
-        raise MethodError(f"{name} must be a dropout probability in [0, 1), got {p!r}.")
-    return p
+    return probability(name, p, " It is a dropout probability.")
 
 
 def _one_dropout_method(self, others) -> None:
@@ -103,14 +97,8 @@ class GuidedDropout(Method):
 
     def __init__(self, scores: Any = None, source: str = "contrastive", p_upper: float = 0.1, mapping: str = "rank",
                  n: int = 256, seed: int = 0) -> None:
-        if source not in SOURCES:
-            import difflib
-
-            close = difflib.get_close_matches(str(source), list(SOURCES), n=1)
-            raise MethodError(f"Unknown Fisher source {source!r}.{' Did you mean ' + repr(close[0]) + '?' if close else ''} "
-                              f"Use one of {list(SOURCES)}.")
-        if mapping not in MAPPINGS:
-            raise MethodError(f"Unknown mapping {mapping!r}; use one of {list(MAPPINGS)}.")
+        choice("Fisher source", source, SOURCES)
+        choice("mapping", mapping, MAPPINGS)
         p_upper = _check_p("p_upper", p_upper)
         try:
             n, seed = coerce("n", n, int), coerce("seed", seed, int)

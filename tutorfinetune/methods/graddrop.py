@@ -40,9 +40,7 @@ would cost half of MiniLM's parameters per step. The history records, per step, 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
 from typing import Any
 
 import torch
@@ -50,7 +48,7 @@ from torch import nn
 
 from ..config import ConfigError, coerce
 from ..fisher import FisherError, find_units
-from .base import Method, MethodError, register
+from .base import Method, MethodError, choice, probability, register
 
 __all__ = ["GradDrop", "VARIANTS", "MODES", "draw_keep", "preview_masks", "expected_kept"]
 
@@ -72,23 +70,13 @@ def _seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def _pick(name: str, value: Any, options: dict | tuple) -> str:
-    if not isinstance(value, str) or value not in options:
-        close = difflib.get_close_matches(str(value), list(options), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise MethodError(f"Unknown GradDrop {name} {value!r}.{hint} Use one of {list(options)}.")
-    return value
+def _pick(name: str, value: Any, options) -> str:
+    return choice(f"GradDrop {name}", value, options)
 
 
 def _check_p(name: str, value: Any) -> float:
-    try:
-        p = coerce(name, value, float)
-    except ConfigError as e:
-        raise MethodError(str(e)) from None
-    if not (0.0 <= p < 1.0) or math.isnan(p):
-        raise MethodError(f"GradDrop {name} is the probability of dropping a gradient entry and must be in [0, 1), "
-                          f"got {p!r} (p=1 would drop everything; p=0 is plain fine-tuning).")
-    return p
+    return probability(f"GradDrop {name}", value, " It is the probability of dropping a gradient entry: p=1 would "
+                       "drop everything, p=0 is plain fine-tuning.")
 
 
 def draw_keep(numel: int, p: float, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:

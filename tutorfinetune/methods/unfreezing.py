@@ -24,7 +24,6 @@ Taught in notebooks/03_scheduled_unfreezing.ipynb.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import warnings
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from ..config import ConfigError, coerce
+from ..config import ConfigError, coerce, did_you_mean
 from ..fisher import LABEL_MODES, FisherError, find_units, fisher_trace
 from .base import Method, MethodError, register
 
@@ -56,9 +55,8 @@ class ScheduleWarning(UserWarning):
 
 def _check_schedule(schedule: Any) -> str:
     if not isinstance(schedule, str) or schedule not in SCHEDULES:
-        close = difflib.get_close_matches(str(schedule), list(SCHEDULES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise MethodError(f"Unknown schedule {schedule!r}.{hint} Schedules: {', '.join(SCHEDULES)}.")
+        raise MethodError(f"Unknown schedule {schedule!r}.{did_you_mean(schedule, SCHEDULES)} "
+                          f"Schedules: {', '.join(SCHEDULES)}.")
     return schedule
 
 
