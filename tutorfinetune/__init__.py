@@ -12,7 +12,18 @@ Public API (DESIGN.md, "Contracts"):
 
 __version__ = "0.1.0"
 
-from . import analysis, data, fisher, madx, methods, notebook, results, study, sublayer_fisher  # noqa: E402
+from . import (  # noqa: E402
+    analysis,
+    data,
+    fisher,
+    madx,
+    methods,
+    notebook,
+    results,
+    sparse,
+    study,
+    sublayer_fisher,
+)
 from .backbones import Backbone, BackboneError, BlockMap, load_backbone  # noqa: E402
 from .config import ConfigError, TrainConfig, as_list  # noqa: E402
 from .data import Task, TaskError, load_task, load_text  # noqa: E402
@@ -27,6 +38,7 @@ __all__ = [
     "methods",
     "notebook",
     "results",
+    "sparse",
     "study",
     "sublayer_fisher",
     "Backbone",

@@ -654,6 +654,57 @@ def train(
         raise
 
 
+def evaluate_only(
+    backbone: Backbone,
+    task: Task,
+    config: TrainConfig | dict | None = None,
+    *,
+    method: str,
+    eval_sets: Iterable[str] | None = None,
+    store: str | os.PathLike | None = DEFAULT_STORE,
+    study: str = "",
+    tags: dict[str, Any] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Evaluate ``backbone.model`` as it is (no training) on named eval sets and record the result
+    under ``method`` like a run (``timings.steps == 0``). For models assembled without training:
+    composed sparse diffs, swapped adapters. Returns eval set -> metrics."""
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if not isinstance(backbone, Backbone) or not isinstance(task, Task):
+        raise TrainingError("evaluate_only needs a Backbone (load_backbone) and a Task (load_task).")
+    if int(backbone.model.config.num_labels) != task.num_labels:
+        raise TrainingError(f"The backbone's head has {backbone.model.config.num_labels} labels but task "
+                            f"{task.name!r} has {task.num_labels}.")
+    wanted = list(eval_sets or config.eval_sets or task.eval_set_specs)
+    for name in wanted:
+        if name not in task.eval_set_specs:
+            raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
+    device = resolve_device(config.device)
+    backbone.model.to(device)
+    t0 = time.perf_counter()
+    metrics = {}
+    for name in wanted:
+        rows = cap_rows(task.eval_set(name), config.max_eval_examples)
+        enc = encode(backbone.tokenizer, rows, config.max_length)
+        if len(enc) == 0:
+            raise TaskError(f"Eval set {name!r} of task {task.name!r} is empty.")
+        metrics[name] = evaluate(backbone.model, enc, backbone.tokenizer, config, device, task.num_labels)
+    now = datetime.now(timezone.utc)
+    record = {
+        "run_id": f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", "study": study, "method": method,
+        "task": task.name, "backbone": backbone.name, "seed": config.seed, "config": config.to_dict(),
+        "methods": [], "tags": dict(tags or {}), "status": "finished", "started_at": now.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(), "versions": versions(), "device": str(device),
+        "fingerprint": "", "metrics": metrics, "history": [],
+        "timings": {"eval_seconds": time.perf_counter() - t0, "train_seconds": 0.0, "steps": 0},
+    }
+    if store is not None:
+        RunStore(store).write(record)
+    return metrics
+
+
 def _is_json(v: Any) -> bool:
     try:
         json.dumps(v)

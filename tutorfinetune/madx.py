@@ -142,10 +142,18 @@ def mlm_loss(model: nn.Module, head: nn.Module, inp, att, labels) -> torch.Tenso
     return nn.functional.cross_entropy(logits.float(), labels[sel])
 
 
-def _mlm_loop(model, head, tok, texts, params, steps, lr, batch_size, max_length, seed, desc, device):
+def _mlm_loop(model, head, tok, texts, params, steps, lr, batch_size, max_length, seed, desc, device,
+              after_backward=None, after_step=None, head_params=(), head_lr=None):
+    """MLM training of ``params`` (AdamW, no weight decay, clip 1.0); ``head_params`` (a subset of
+    ``params``) may get their own ``head_lr``; ``after_backward()`` / ``after_step()`` are called
+    around each optimiser step (gradient masks of sparse fine-tuning)."""
     ids = _encode_texts(tok, texts, max_length)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    head_ids = {id(p) for p in head_params}
+    groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": lr}]
+    if head_ids:
+        groups.append({"params": [p for p in params if id(p) in head_ids], "lr": head_lr or lr})
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0)
     model.to(device)
     head.to(device)
     was = model.training
@@ -164,8 +172,12 @@ def _mlm_loop(model, head, tok, texts, params, steps, lr, batch_size, max_length
         if not math.isfinite(loss.item()):
             raise AdapterError(f"MLM loss became {loss.item()} at step {step + 1}; lower lr (now {lr:g}).")
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if after_step is not None:
+            after_step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.item()))
         bar.update(1)

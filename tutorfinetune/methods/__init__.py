@@ -8,6 +8,7 @@ from .base import Method, MethodError, available, get, register, resolve
 from .dropout import GaussianDropout, GuidedDropout, StandardDropout
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 from .graddrop import GradDrop
+from .sparse import SparseUpdate
 from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "GuidedDropout",
     "StandardDropout",
     "GaussianDropout",
+    "SparseUpdate",
 ]
