@@ -289,3 +289,19 @@ def test_sigkill_leaves_store_readable_and_resume_matches(tmp_path, tiny):
         assert math.isclose(resumed.metrics[name]["loss"], ref.metrics[name]["loss"], rel_tol=0, abs_tol=1e-6)
     statuses = sorted(r["status"] for r in results.load_records(store))
     assert statuses == ["finished", "interrupted"]
+
+
+def test_evaluate_only_records_a_run_without_training(tiny, toy_task, tmp_path):
+    from tutorfinetune import results
+    from tutorfinetune.engine import TrainingError, evaluate_only
+
+    bb = tiny()
+    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
+    m = evaluate_only(bb, toy_task, {"max_length": 32}, method="as-is", eval_sets=["dev"], store=tmp_path, study="e",
+                      tags={"why": "test"})
+    assert set(m) == {"dev"} and m["dev"]["n"] == 20
+    assert all(__import__("torch").equal(p, before[n]) for n, p in bb.model.named_parameters())
+    df = results.load(tmp_path)
+    assert set(df.method) == {"as-is"} and set(df.why) == {"test"} and set(df.eval_set) == {"dev"}
+    with pytest.raises(TrainingError, match="Unknown eval set"):
+        evaluate_only(bb, toy_task, method="x", eval_sets=["nope"], store=None)

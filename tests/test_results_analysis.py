@@ -159,3 +159,19 @@ def test_plot_vs_param_and_plot_masks_draw():
     assert len(ax.get_yticks()) == 7
     with pytest.raises(ValueError, match="shape"):
         analysis.plot_masks(torch.zeros(3))
+
+
+def test_paired_table_rows_verdicts_and_skips_missing_pairs():
+    rows = []
+    for seed in range(4):
+        for method, acc in (("a", 0.80 + 0.01 * seed), ("b", 0.70 + 0.01 * seed + 0.002 * (seed % 2)), ("c", 0.80 + 0.01 * seed)):
+            rows.append({"method": method, "seed": seed, "metric": "accuracy", "eval_set": "x", "value": acc})
+    df = pd.DataFrame(rows)
+    t = analysis.paired_table(df, [("a", "b"), ("a", "c"), ("a", "missing")])
+    assert list(t.a + t.b) == ["ab", "ac"]
+    ab = t.iloc[0]
+    assert ab["mean"] == pytest.approx(0.099, abs=1e-9) and ab["n"] == 4
+    assert ab["verdict (a > b)"] == "reproduced"
+    assert t.iloc[1]["verdict (a > b)"] != "reproduced"  # identical runs: no gain
+    t2 = analysis.paired_table(df, [("b", "a")], claim="at least")
+    assert t2.iloc[0]["verdict (a ≥ b)"].startswith("contradicted")

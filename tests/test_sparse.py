@@ -241,7 +241,7 @@ def test_lt_sft_recipe(tiny, toy_task, cfg, tmp_path):
     assert 0 < res.diff.changed <= res.k
     # the diff lives on the lottery mask: the K entries that moved most in the dense phase
     mask = sp.select_mask(res.dense.deltas, res.k)
-    for n, (i, v, s) in res.diff.deltas.items():
+    for n, (i, v, _s) in res.diff.deltas.items():
         idx = i.long() if i is not None else torch.nonzero(v).reshape(-1)
         assert mask[n].reshape(-1)[idx].all()
     # the model is θ0 + φ with the sparse phase's head; the dense phase's head was reset before it
@@ -353,3 +353,42 @@ def test_evaluate_diffs_records_and_reverts(tiny, toy_task, cfg, tmp_path):
     assert set(df.method) == {"task+domain"}
     with pytest.raises(sp.SparseError, match="head"):
         sp.evaluate_diffs(fresh, toy_task, cfg, [dom], method="x", store=None)
+
+
+def test_cached_domain_sfts_and_zero_shot_transfer(tiny, toy_task, cfg, tmp_path, monkeypatch):
+    import tutorfinetune.sparse as spm
+
+    made = []
+    real = spm.domain_sft
+    monkeypatch.setattr(spm, "load_backbone", lambda name, **kw: load_backbone("tiny", **kw))
+    monkeypatch.setattr(spm, "domain_sft", lambda *a, **kw: made.append(kw["name"]) or real(*a, **kw))
+    texts = {"source": toy_task.train.text.tolist()[:40], "dev": toy_task.train.text.tolist()[40:]}
+    kw = dict(k=100, steps=2, warm_steps=1, batch_size=8, max_length=32)
+    s1, d1, _ = sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
+    s2, d2, _ = sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
+    assert made == ["source", "dev"]  # the second call loaded the saved files
+    assert all(torch.equal(s1[n].deltas[t][1], s2[n].deltas[t][1]) for n in s1 for t in s1[n].deltas)
+    with pytest.raises(sp.SparseError, match="other settings"):
+        sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **{**kw, "k": 50})
+    bb = tiny()
+    dense = sp.dense_phase(bb, toy_task, cfg, start_from=d1["source"], store=None)
+    d1["source"].revert(bb.model)
+    res = sp.lt_sft(tiny(), toy_task, cfg, k=0.02, start_from=s1["source"], store=None)
+    # the toy task's eval set "dev" doubles as a "held-out domain" here
+    task = toy_task.with_eval_sets({"shift:dev": toy_task.eval_set("dev")})
+    out = sp.zero_shot_transfer(tiny(), task, cfg, {"sparse": res.diff, "dense": dense.diff},
+                                {"sparse": s1, "dense": d1}, ["dev"], store=tmp_path / "runs", study="z")
+    acc = out[out.metric == "accuracy"]
+    assert len(acc) == 6 and set(acc.combo) == {"task only", "+ source", "+ target"}
+    from tutorfinetune import results
+
+    assert len(results.load(tmp_path / "runs").run_id.unique()) == 6
+
+
+def test_recipe_registry():
+    from tutorfinetune import recipes
+
+    assert "lt-sft" in recipes.available()
+    assert recipes.get("lt-sft").__doc__.startswith("Lottery-ticket")
+    with pytest.raises(recipes.RecipeError, match="lt-sft"):
+        recipes.get("lt-sfft")

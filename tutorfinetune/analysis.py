@@ -242,6 +242,23 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, by: str = "method", pair
     return pd.Series({"n": n, "mean": mean, "std": std, "ci95": ci, "lo": mean - ci, "hi": mean + ci})
 
 
+def paired_table(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], by: str = "method", claim: str = "greater",
+                 metric: str = "accuracy", scale: float = 100.0) -> pd.DataFrame:
+    """One row per ``(a, b)`` pair: the paired difference a − b over seeds (:func:`paired_difference`),
+    formatted ``mean ± ci95`` (points), and its :func:`verdict` for the claim "a > b" (or "a ≥ b").
+    Pairs with no rows for a or b are skipped."""
+    rows = []
+    for a, b in pairs:
+        try:
+            d = paired_difference(df, a, b, by=by, metric=metric)
+        except KeyError:
+            continue
+        rows.append({"a": a, "b": b, "a − b (points)": format_ci(d["mean"], d["ci95"], scale),
+                     "verdict (a > b)" if claim == "greater" else "verdict (a ≥ b)": verdict(d, claim),
+                     "mean": d["mean"], "ci95": d["ci95"], "n": int(d["n"])})
+    return pd.DataFrame(rows)
+
+
 def plot_trainability(mat: np.ndarray, units: Sequence[str], ax=None, title: str | None = None,
                       k: int | None = None):
     """Heatmap of a ``[unit, step]`` trainability matrix (bottom unit at the bottom of the plot)."""

@@ -153,7 +153,10 @@ def _mlm_loop(model, head, tok, texts, params, steps, lr, batch_size, max_length
     groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": lr}]
     if head_ids:
         groups.append({"params": [p for p in params if id(p) in head_ids], "lr": head_lr or lr})
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0)
+    try:  # fused AdamW: one kernel over all tensors (much faster on CPU for a full body)
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0)
     model.to(device)
     head.to(device)
     was = model.training

@@ -13,7 +13,7 @@ by addition. Here:
   excluded (frozen), the head excluded (trained densely), adapters excluded.
 * :func:`select_mask` (the K entries that moved most, pooled over all tensors) and
   :func:`random_mask` (the baseline with the same K).
-* :func:`lt_sft`: the recipe (registry id ``"lt-sft"``, :data:`RECIPES`): dense phase → select K →
+* :func:`lt_sft`: the recipe (registry id ``"lt-sft"``: ``tutorfinetune.recipes.get("lt-sft")``): dense phase → select K →
   reset *every* parameter, head included → sparse phase with a fresh optimiser, only the K entries
   moving (the :class:`~tutorfinetune.methods.sparse.SparseUpdate` plug-in) → φ. Two calls of
   :func:`tutorfinetune.train`. The dense phase can be reused across K (``dense=``).
@@ -52,7 +52,7 @@ from .engine import RunResult, evaluate_only, resolve_device, train
 from .sublayer_fisher import model_id
 
 __all__ = ["SparseError", "SparseDiff", "DensePhase", "SFTResult", "maskable_names", "resolve_k", "select_mask",
-           "random_mask", "base_id", "compose", "lt_sft", "domain_sft", "evaluate_diffs", "RECIPES", "FORMAT"]
+           "random_mask", "base_id", "compose", "lt_sft", "domain_sft", "evaluate_diffs", "cached_domain_sfts", "dense_phase", "zero_shot_transfer", "FORMAT"]
 
 FORMAT = "tutorfinetune.sparse_diff/1"
 _APPLIED = "_tutorfinetune_applied_diffs"
@@ -96,7 +96,7 @@ def base_id(model: nn.Module, blocks, reference: Mapping[str, torch.Tensor] | No
     else:
         params = dict(model.named_parameters())
         now = {n: params[n].detach().clone() for n in reference if n in params}
-        for n, t in now.items():
+        for n in now:
             params[n].copy_(reference[n])
         mid = model_id(model, blocks)
         for n, t in now.items():
@@ -515,6 +515,31 @@ class SFTResult:
 SELECTIONS = ("lottery", "random")
 
 
+def dense_phase(backbone: Backbone, task: Task, config: TrainConfig, *, l1: float = 0.0, label: str = "dense-ft",
+                start_from: SparseDiff | None = None, store: str | os.PathLike | None = results.DEFAULT_STORE,
+                study: str = "", tags: dict[str, Any] | None = None, verbose: bool = False) -> DensePhase:
+    """Dense fine-tuning of the maskable parameters (LayerNorm frozen, head dense) from the model as it
+    is (plus ``start_from``): LT-SFT's first phase, and the dense diff its composition is compared with.
+    ``backbone.model`` ends trained; ``.prev`` holds the state to reset to."""
+    from .methods.sparse import SparseUpdate
+
+    model, blocks = backbone.model, backbone.blocks
+    base_id(model, blocks)
+    if start_from is not None:
+        start_from.apply(model, blocks, with_head=False)
+    names = maskable_names(model, blocks)
+    params = dict(model.named_parameters())
+    prev = _snapshot(model)
+    start = {n: params[n].detach().clone() for n in names}
+    res = train(backbone, task, config, [SparseUpdate(l1=l1, label=label)], store=store, study=study,
+                tags=dict(tags or {}), verbose=verbose)
+    deltas = {n: (params[n].detach() - start[n]).abs().cpu() for n in names}
+    diff = SparseDiff.from_models(model, start, blocks, names=names,
+                                  meta={"kind": "task-dense", "backbone": backbone.name, "task": task.name,
+                                        "seed": config.seed, "run_id": res.run_id})
+    return DensePhase(prev, deltas, res, diff, start_from.meta["id"] if start_from is not None else None)
+
+
 def lt_sft(
     backbone: Backbone,
     task: Task,
@@ -586,17 +611,10 @@ def lt_sft(
             prev = _snapshot(model)
         else:
             if dense is None or r > 0:
-                if dense is not None and r > 0:
-                    dense = None
-                prev = _snapshot(model)
-                start = {n: params[n].detach().clone() for n in names}
-                dres = train(backbone, task, dense_config, [SparseUpdate(l1=l1, label="lt-sft-dense")],
-                             tags={**tags, **kind_tags, "phase": "dense", "round": r}, **common)
-                deltas = {n: (params[n].detach() - start[n]).abs().cpu() for n in names}
-                ddiff = SparseDiff.from_models(model, start, blocks, names=names,
-                                               meta={"kind": "task-dense", "backbone": backbone.name, "task": task.name,
-                                                     "seed": dense_config.seed})
-                dense = DensePhase(prev, deltas, dres, ddiff, start_id)
+                dense = dense_phase(backbone, task, dense_config, l1=l1, label="lt-sft-dense",
+                                    tags={**tags, **kind_tags, "phase": "dense", "round": r}, **common)
+                dense.base_id = start_id
+                prev = dense.prev
                 if r == 0:
                     first_dense = dense
             else:
@@ -620,6 +638,41 @@ def lt_sft(
 # --------------------------------------------------------------------------------------------
 # Domain / language SFTs by masked-language modelling
 # --------------------------------------------------------------------------------------------
+def zero_shot_transfer(
+    backbone: str | Backbone,
+    task: Task,
+    config: TrainConfig,
+    task_diffs: Mapping[str, SparseDiff],
+    domain_diffs: Mapping[str, Mapping[str, SparseDiff]],
+    targets: Sequence[str],
+    *,
+    store: str | os.PathLike | None = results.DEFAULT_STORE,
+    study: str = "",
+    tags: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """For each kind (e.g. ``"sparse"``, ``"dense"``) and held-out domain ``d``, evaluate on ``shift:d``:
+    θ0 + φ_task ("task only"), θ0 + φ_source + φ_task ("+ source"), θ0 + φ_d + φ_task ("+ target": the
+    zero-shot composition). ``domain_diffs[kind]`` maps "source" and each target to its diff. Each
+    evaluation is recorded (method ``"<kind>: <combo>"``); returns the tidy rows of this call."""
+    bb = load_backbone(backbone, num_labels=task.num_labels, seed=config.seed,
+                       label_names=task.label_names) if isinstance(backbone, str) else backbone
+    rows = []
+    for kind, tdiff in task_diffs.items():
+        doms = domain_diffs[kind]
+        for d in targets:
+            if d not in doms or "source" not in doms:
+                raise SparseError(f"No {kind} domain SFT for {d!r} or 'source'; have {sorted(doms)}.")
+            for combo, parts in (("task only", [tdiff]), ("+ source", [doms["source"], tdiff]),
+                                 ("+ target", [doms[d], tdiff])):
+                m = evaluate_diffs(bb, task, config, parts, method=f"{kind}: {combo}", eval_sets=[f"shift:{d}"],
+                                   store=store, study=study,
+                                   tags={**(tags or {}), "kind": kind, "combo": combo, "target": d})
+                for metric, v in m[f"shift:{d}"].items():
+                    rows.append({"kind": kind, "combo": combo, "target": d, "eval_set": f"shift:{d}",
+                                 "seed": config.seed, "metric": metric, "value": v})
+    return pd.DataFrame(rows)
+
+
 def _untied_mlm_head(backbone: Backbone) -> nn.Module:
     from .madx import mlm_head
 
@@ -722,6 +775,44 @@ def domain_sft(
     return diff, dense_diff, log
 
 
+def cached_domain_sfts(backbone: str, texts: Mapping[str, Sequence[str]], folder: str | os.PathLike, *,
+                       num_labels: int = 2, **kw) -> tuple[dict[str, SparseDiff], dict[str, SparseDiff], dict]:
+    """:func:`domain_sft` for each named text collection (e.g. ``{"source": ..., "hotels": ...}``),
+    saved as ``<folder>/<name>.sft`` (sparse) and ``<name>.dense.sft`` (the dense phase) and loaded from
+    there on later calls with the same settings (``<folder>/settings.json`` must match; otherwise the
+    folder is refused, never overwritten). Returns (sparse diffs, dense diffs, logs)."""
+    folder = Path(folder)
+    settings = {"backbone": backbone, **{k: v for k, v in kw.items()}, "texts": {n: len(t) for n, t in texts.items()}}
+    spath = folder / "settings.json"
+    if spath.is_file():
+        old = json.loads(spath.read_text())
+        if old != json.loads(json.dumps(settings, default=str)):
+            raise SparseError(f"{folder} holds domain SFTs made with other settings ({old}); use another folder "
+                              "or delete it.")
+    sparse, dense, logs = {}, {}, {}
+    bb = None
+    for name, tx in texts.items():
+        sp_, dp_ = folder / f"{name}.sft", folder / f"{name}.dense.sft"
+        if sp_.is_file() and (dp_.is_file() or kw.get("selection", "lottery") == "random"):
+            sparse[name] = SparseDiff.load(sp_)
+            if dp_.is_file():
+                dense[name] = SparseDiff.load(dp_)
+            logs[name] = json.loads((folder / f"{name}.log.json").read_text()) if (folder / f"{name}.log.json").is_file() else {}
+            continue
+        if bb is None:
+            bb = load_backbone(backbone, num_labels=num_labels, seed=0)
+        s_diff, d_diff, log = domain_sft(bb, tx, name=name, **kw)
+        folder.mkdir(parents=True, exist_ok=True)
+        spath.write_text(json.dumps(settings, default=str))
+        s_diff.save(sp_)
+        if d_diff is not None:
+            d_diff.save(dp_)
+            dense[name] = d_diff
+        (folder / f"{name}.log.json").write_text(json.dumps(log))
+        sparse[name], logs[name] = s_diff, log
+    return sparse, dense, logs
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluating compositions
 # --------------------------------------------------------------------------------------------
@@ -750,7 +841,8 @@ def evaluate_diffs(
         for d in diffs:
             d.apply(bb.model, bb.blocks, with_head=bool(d.head))
             applied.append(d)
-        overlap = int(compose(*diffs).meta["overlap"]) if len(diffs) > 1 else 0
+        small = sum(d.nnz for d in diffs) < 5_000_000  # the overlap of dense diffs is everything: skip the cost
+        overlap = int(compose(*diffs).meta["overlap"]) if len(diffs) > 1 and small else None
         return evaluate_only(bb, task, config, eval_sets=eval_sets, method=method, store=store, study=study,
                              tags={**(tags or {}), "diffs": [d.meta.get("id") for d in diffs],
                                    "diff_kinds": [d.meta.get("kind") for d in diffs], "overlap": overlap})
@@ -758,5 +850,3 @@ def evaluate_diffs(
         for d in reversed(applied):
             d.revert(bb.model)
 
-
-RECIPES: dict[str, Any] = {"lt-sft": lt_sft}
