@@ -40,7 +40,8 @@ lr = 1e-4
 mlm_steps = 100                  # MLM steps per phase of each domain SFT
 mlm_lr = 1e-4
 warm_steps = 50                  # MLM head warm-up (MiniLM ships no MLM head) [D]
-adapter_reduction_factor = 16    # the task adapter compared side by side''', tags=["parameters"]),
+adapter_reduction_factor = 16    # the task adapter compared side by side
+adapter_lr = 1e-3                # adapters want a larger step (notebook 02 uses the same)''', tags=["parameters"]),
     code('''import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -60,6 +61,7 @@ domain_k = nb.coerce_param("domain_k", domain_k, float)
 for name in ("n_train", "dense_steps", "sparse_steps", "mlm_steps", "warm_steps"):
     globals()[name] = nb.coerce_param(name, globals()[name], int)
 lr, mlm_lr = nb.coerce_param("lr", lr, float), nb.coerce_param("mlm_lr", mlm_lr, float)
+adapter_lr = nb.coerce_param("adapter_lr", adapter_lr, float)
 adapter_reduction_factor = nb.coerce_param("adapter_reduction_factor", adapter_reduction_factor, float)
 if not ks or any(k <= 0 for k in ks + random_ks + [compose_k, domain_k]):
     raise tft.ConfigError("ks, random_ks, compose_k and domain_k must be > 0 (fractions or counts).")
@@ -156,7 +158,8 @@ Per seed, following the paper's recipe, the task SFT is trained **with the sourc
 applied** (θ0 + φ_source is the starting point). The dense phase is shared across K (selection only
 changes K). Baselines: the dense phase itself (full fine-tuning with LayerNorm frozen, `lt-sft-dense`),
 a random mask of the same K (`random-sft`), and a task adapter (`adapter`, reduction factor
-`adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps).
+`adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps at `adapter_lr`: adapters
+train few parameters and want a larger step than full fine-tuning, as in notebook 02).
 """),
     code('''run_ids, task_sfts, dense_sfts, seed0 = [], {}, {}, {}
 for seed in S["seeds"]:
@@ -178,8 +181,8 @@ for seed in S["seeds"]:
         run_ids.append(sp.lt_sft(bb, data, cfg, k=k, selection="random", start_from=dom["source"],
                                  store=store, study=STUDY).result.run_id)
     bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-    res_ad = tft.train(bb, data, cfg, [TaskAdapter(reduction_factor=adapter_reduction_factor)], store=store,
-                       study=STUDY, verbose=False)
+    res_ad = tft.train(bb, data, cfg.replace(lr=adapter_lr), [TaskAdapter(reduction_factor=adapter_reduction_factor)],
+                       store=store, study=STUDY, verbose=False)
     run_ids.append(res_ad.run_id)
     adapter_params = int(res_ad.history["trainable"].iloc[0])
     # the dense counterpart of the composition: dense task diff trained on top of the dense source diff
