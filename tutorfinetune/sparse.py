@@ -485,6 +485,16 @@ def compose(*diffs: SparseDiff) -> SparseDiff:
 # --------------------------------------------------------------------------------------------
 # The recipe
 # --------------------------------------------------------------------------------------------
+def _start(backbone: Backbone, start_from: SparseDiff | None = None):
+    """What every recipe does first: remember the pretrained backbone's id (before anything moves),
+    apply ``start_from`` (no head), and return (model, blocks, maskable names, name -> parameter)."""
+    model, blocks = backbone.model, backbone.blocks
+    base_id(model, blocks)
+    if start_from is not None:
+        start_from.apply(model, blocks, with_head=False)
+    return model, blocks, maskable_names(model, blocks), dict(model.named_parameters())
+
+
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: t.detach().clone() for n, t in model.state_dict().items()}
 
@@ -523,12 +533,7 @@ def dense_phase(backbone: Backbone, task: Task, config: TrainConfig, *, l1: floa
     ``backbone.model`` ends trained; ``.prev`` holds the state to reset to."""
     from .methods.sparse import SparseUpdate
 
-    model, blocks = backbone.model, backbone.blocks
-    base_id(model, blocks)
-    if start_from is not None:
-        start_from.apply(model, blocks, with_head=False)
-    names = maskable_names(model, blocks)
-    params = dict(model.named_parameters())
+    model, blocks, names, params = _start(backbone, start_from)
     prev = _snapshot(model)
     start = {n: params[n].detach().clone() for n in names}
     res = train(backbone, task, config, [SparseUpdate(l1=l1, label=label)], store=store, study=study,
@@ -586,12 +591,7 @@ def lt_sft(
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     dense_config = dense_config or config
-    model, blocks = backbone.model, backbone.blocks
-    base_id(model, blocks)
-    if start_from is not None:
-        start_from.apply(model, blocks, with_head=False)
-    names = maskable_names(model, blocks)
-    params = dict(model.named_parameters())
+    model, blocks, names, params = _start(backbone, start_from)
     k_count = resolve_k(k, sum(params[n].numel() for n in names))
     theta0 = {n: params[n].detach().clone() for n in names}
     start_id = start_from.meta["id"] if start_from is not None else None
@@ -714,12 +714,10 @@ def domain_sft(
         raise TaskError("domain_sft needs unlabelled text: pass a non-empty list of sentences.")
     if selection not in SELECTIONS:
         raise SparseError(f"Unknown selection {selection!r}; use one of {list(SELECTIONS)}.")
-    model, blocks, tok = backbone.model, backbone.blocks, backbone.tokenizer
-    base_id(model, blocks)
+    model, blocks, names, params = _start(backbone)
+    tok = backbone.tokenizer
     dev = resolve_device(device)
     model.to(dev)
-    names = maskable_names(model, blocks)
-    params = dict(model.named_parameters())
     k_count = resolve_k(k, sum(params[n].numel() for n in names))
     original = _snapshot(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
