@@ -175,3 +175,39 @@ def test_paired_table_rows_verdicts_and_skips_missing_pairs():
     assert t.iloc[1]["verdict (a > b)"] != "reproduced"  # identical runs: no gain
     t2 = analysis.paired_table(df, [("b", "a")], claim="at least")
     assert t2.iloc[0]["verdict (a ≥ b)"].startswith("contradicted")
+
+
+def _grid(spread_a: float, spread_b: float, n: int = 12):
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell in range(n):
+        z = rng.standard_normal()
+        for name, sd, mu in (("a", spread_a, 0.80), ("b", spread_b, 0.75)):
+            rows.append({"setting": name, "cell": cell, "metric": "accuracy", "value": mu + sd * z})
+    return pd.DataFrame(rows)
+
+
+def test_spread_table_and_paired_spread():
+    df = _grid(0.01, 0.05)
+    t = analysis.spread_table(df, by=["setting"]).set_index("setting")
+    assert t.loc["a", "n"] == 12 and t.loc["a", "best"] == pytest.approx(100 * df[df.setting == "a"].value.max(), abs=0.05)
+    assert t.loc["a", "std"] < t.loc["b", "std"]
+    sp = analysis.paired_spread(df, "a", "b", by="setting", pair_on="cell")
+    assert sp["diff"] < 0 and sp["hi"] < 0  # a is clearly more stable
+    assert sp["mean_diff"] == pytest.approx(0.05, abs=0.02)
+    same = analysis.paired_spread(_grid(0.03, 0.03), "a", "b", by="setting", pair_on="cell")
+    assert abs(same["diff"]) < 1e-12 and same["lo"] <= 0 <= same["hi"]
+    assert np.isnan(analysis.paired_spread(df[df.cell == 0], "a", "b", by="setting", pair_on="cell")["diff"])
+    with pytest.raises(KeyError, match="Need rows"):
+        analysis.paired_spread(df, "a", "zzz", by="setting", pair_on="cell")
+
+
+def test_plot_distributions_draws_one_violin_per_setting():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df = _grid(0.01, 0.05).assign(lr=lambda d: d.cell % 3)
+    ax = analysis.plot_distributions(df, x="setting", order=["b", "a"], chance=0.5)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["b", "a"]
+    ax = analysis.plot_distributions(df, x="setting", hue="lr")
+    assert ax.get_legend() is not None

@@ -22,10 +22,12 @@ from . import (  # noqa: E402
     recipes,
     results,
     sparse,
+    stilts,
     study,
     sublayer_fisher,
+    synthetic,
 )
-from .backbones import Backbone, BackboneError, BlockMap, load_backbone  # noqa: E402
+from .backbones import Backbone, BackboneError, BlockMap, backbone_for_task, load_backbone  # noqa: E402
 from .config import ConfigError, TrainConfig, as_list  # noqa: E402
 from .data import Task, TaskError, load_task, load_text  # noqa: E402
 from .engine import NonFiniteLossError, RunResult, TrainingError, evaluate, train  # noqa: E402
@@ -41,12 +43,15 @@ __all__ = [
     "recipes",
     "results",
     "sparse",
+    "stilts",
     "study",
     "sublayer_fisher",
+    "synthetic",
     "Backbone",
     "BackboneError",
     "BlockMap",
     "load_backbone",
+    "backbone_for_task",
     "ConfigError",
     "TrainConfig",
     "as_list",

@@ -18,7 +18,7 @@ __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "plot_comparison"
            "cell", "compare_sentence", "plot_bottleneck",
            "histories", "paired_difference", "plot_trainability", "fisher_curves", "plot_fisher_curves",
            "unfreeze_orders", "plot_unfreeze_orders", "held_out_mean", "verdict", "plot_vs_param", "plot_masks",
-           "plot_sites"]
+           "plot_sites", "spread_table", "paired_spread", "plot_distributions"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -478,6 +478,90 @@ def plot_sites(values: dict, ax=None, title: str | None = None, log: bool = Fals
     ax.set_xlabel("unit (bottom to top)")
     ax.set_ylabel("")
     ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Distributions over hyperparameter trials (notebooks/07_intermediate_tasks.ipynb)
+# --------------------------------------------------------------------------------------------
+def spread_table(df: pd.DataFrame, by: Sequence[str], metric: str = "accuracy", value: str = "value",
+                 scale: float = 100.0) -> pd.DataFrame:
+    """Per group of runs (e.g. every learning rate x seed of one setting): n, mean ± 95% CI, standard
+    deviation, worst and best run, in points (``scale``). Chang & Lu's point is about the mean and the
+    spread over hyperparameter trials, not the best run: this table shows all three."""
+    d = df[df["metric"] == metric] if "metric" in df.columns else df
+    rows = []
+    for key, g in d.groupby(list(by), sort=False, dropna=False):
+        v = g[value].astype(float)
+        n = len(v)
+        sd = float(v.std()) if n > 1 else math.nan
+        ci = t_critical(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "n": n, "mean ± 95% CI": format_ci(float(v.mean()), ci, scale),
+                     "std": round(sd * scale, 2) if np.isfinite(sd) else math.nan,
+                     "worst": round(float(v.min()) * scale, 1), "best": round(float(v.max()) * scale, 1),
+                     "mean": float(v.mean()), "ci95": ci, "sd": sd, "min": float(v.min()), "max": float(v.max())})
+    return pd.DataFrame(rows)
+
+
+def paired_spread(df: pd.DataFrame, a: str, b: str, by: str, pair_on: Sequence[str] | str, metric: str = "accuracy",
+                  value: str = "value", n_boot: int = 2000, seed: int = 0) -> pd.Series:
+    """Standard deviation over runs of ``a`` minus that of ``b`` (negative: ``a`` is more stable), with a
+    95% bootstrap interval that resamples the paired cells (``pair_on``, e.g. learning rate and seed)
+    together. Also the difference of the best runs and of the means. Returns n, sd_a, sd_b, diff,
+    lo, hi, best_diff, mean_diff."""
+    d = df[df["metric"] == metric] if "metric" in df.columns else df
+    keys = [pair_on] if isinstance(pair_on, str) else list(pair_on)
+    wide = d.groupby([by, *keys])[value].mean().unstack(by)
+    if a not in wide or b not in wide:
+        raise KeyError(f"Need rows for both {a!r} and {b!r} in column {by!r}; found {list(wide.columns)}.")
+    pairs = wide[[a, b]].dropna().to_numpy(dtype=float)
+    n = len(pairs)
+    if n < 2:
+        return pd.Series({"n": n, "sd_a": math.nan, "sd_b": math.nan, "diff": math.nan, "lo": math.nan,
+                          "hi": math.nan, "best_diff": math.nan, "mean_diff": math.nan})
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_boot), n))
+    boot = pairs[idx]  # (n_boot, n, 2)
+    diffs = boot[:, :, 0].std(axis=1, ddof=1) - boot[:, :, 1].std(axis=1, ddof=1)
+    sd_a, sd_b = float(pairs[:, 0].std(ddof=1)), float(pairs[:, 1].std(ddof=1))
+    return pd.Series({"n": n, "sd_a": sd_a, "sd_b": sd_b, "diff": sd_a - sd_b,
+                      "lo": float(np.quantile(diffs, 0.025)), "hi": float(np.quantile(diffs, 0.975)),
+                      "best_diff": float(pairs[:, 0].max() - pairs[:, 1].max()),
+                      "mean_diff": float(pairs[:, 0].mean() - pairs[:, 1].mean())})
+
+
+def plot_distributions(df: pd.DataFrame, x: str, metric: str = "accuracy", value: str = "value", hue: str | None = None,
+                       order: Sequence[str] | None = None, ax=None, title: str | None = None,
+                       chance: float | None = None, ylabel: str | None = None):
+    """Violins of every run's ``metric`` per ``x`` (one point per run: e.g. learning rate x seed), with
+    the mean and its 95% CI drawn as a black diamond and bar: mean, spread and best run in one picture.
+    ``hue`` colours the points (e.g. by learning rate); the violins stay one per ``x``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = df[df["metric"] == metric] if "metric" in df.columns else df
+    d = d.assign(_v=d[value].astype(float))
+    order = list(order) if order is not None else list(dict.fromkeys(d[x]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(order)), 4))
+    sns.violinplot(data=d, x=x, y="_v", order=order, cut=0, inner=None, density_norm="width", ax=ax,
+                   color="#cfe2f3", linewidth=0.8)
+    if hue is None:
+        sns.stripplot(data=d, x=x, y="_v", order=order, size=4, alpha=0.8, ax=ax, color="#1d3557", jitter=0.15)
+    else:
+        sns.stripplot(data=d.assign(**{hue: d[hue].astype(str)}), x=x, y="_v", hue=hue, order=order, size=5,
+                      alpha=0.9, ax=ax, jitter=0.15, palette="deep")
+    agg = aggregate(d, by=(x,), value="_v", metric=None).set_index(x).reindex(order)
+    ax.errorbar(np.arange(len(order)) + 0.3, agg["mean"], yerr=agg["ci95"].fillna(0), fmt="D", color="black",
+                capsize=4, label="mean, 95% CI")
+    if chance is not None:
+        ax.axhline(chance, ls="--", color="grey", lw=1, label="chance")
+    ax.legend(fontsize=8, loc="lower right", title=hue)
+    ax.set_xlabel("")
+    ax.set_ylabel(ylabel or f"{metric} (one point per run)")
     if title:
         ax.set_title(title, fontsize=10)
     return ax

@@ -8,6 +8,12 @@
 * any Hugging Face id or local folder (BERT, RoBERTa/XLM-R, DistilBERT families get a BlockMap;
   other encoders get one when a stack of transformer blocks can be found).
 
+``head="classification"`` (default) puts a sequence-classification head on the encoder;
+``head="multiple-choice"`` a multiple-choice head (``AutoModelForMultipleChoice``: every (context,
+choice) pair is encoded separately and scored by one shared linear layer, softmax over the choices;
+the real-vs-fake task of notebooks/07_intermediate_tasks.ipynb). :func:`backbone_for_task` picks the
+head and label count from a task.
+
 Methods never walk module names: unfreezing, GradDrop's layer variant, Fisher per layer and guided
 dropout all ask the :class:`BlockMap`. Taught in notebooks/00_start_here.ipynb.
 """
@@ -24,9 +30,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "available_backbones", "minilm_path"]
+__all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "backbone_for_task", "available_backbones",
+           "minilm_path", "HEADS", "is_multiple_choice"]
 
 OFFLINE_DEFAULT = "minilm"
+#: head kinds :func:`load_backbone` can put on an encoder
+HEADS = ("classification", "multiple-choice")
 
 
 class BackboneError(ValueError):
@@ -101,10 +110,21 @@ class Backbone:
         print(format_summary(df, title or f"{self.name}: trainable parameters"))
         return df
 
+    @property
+    def head_kind(self) -> str:
+        """``"multiple-choice"`` or ``"classification"``."""
+        return "multiple-choice" if is_multiple_choice(self.model) else "classification"
+
     def __repr__(self) -> str:
         total = sum(p.numel() for p in self.model.parameters())
+        head = "multiple-choice" if self.head_kind == "multiple-choice" else f"labels={self.model.config.num_labels}"
         return (f"Backbone({self.name!r}, family={self.blocks.family}, blocks={self.blocks.num_blocks}, "
-                f"params={total / 1e6:.1f}M, labels={self.model.config.num_labels})")
+                f"params={total / 1e6:.1f}M, {head})")
+
+
+def is_multiple_choice(model: nn.Module) -> bool:
+    """True for a ``*ForMultipleChoice`` model (one score per (context, choice) pair)."""
+    return type(model).__name__.endswith("ForMultipleChoice")
 
 
 def parameter_summary(model: nn.Module, blocks: BlockMap) -> pd.DataFrame:
@@ -177,9 +197,10 @@ def load_backbone(
     seed: int = 0,
     label_names: list[str] | None = None,
     tiny_layers: int = 2,
+    head: str = "classification",
     verbose: bool = False,
 ) -> Backbone:
-    """Load a sequence-classification backbone with a freshly initialised head.
+    """Load a sequence-classification (or multiple-choice) backbone with a freshly initialised head.
 
     Args:
         name: ``"minilm"``, ``"tiny"``, a Hugging Face id or a local folder.
@@ -188,14 +209,23 @@ def load_backbone(
             the global RNG is left untouched.
         label_names: optional names stored in ``config.id2label``.
         tiny_layers: number of blocks of the ``"tiny"`` model.
+        head: ``"classification"`` or ``"multiple-choice"`` (``num_labels`` is then unused: a
+            multiple-choice head scores each choice, however many there are).
         verbose: print the parameter summary.
     """
     from transformers import (
         AutoConfig,
+        AutoModelForMultipleChoice,
         AutoModelForSequenceClassification,
         AutoTokenizer,
         BertConfig,
     )
+
+    if head not in HEADS:
+        from .config import did_you_mean
+
+        raise BackboneError(f"Unknown head {head!r}.{did_you_mean(head, HEADS)} Use one of {list(HEADS)}.")
+    auto = AutoModelForMultipleChoice if head == "multiple-choice" else AutoModelForSequenceClassification
 
     if not isinstance(name, (str, os.PathLike)):
         raise BackboneError(f"Backbone name must be a string, got {type(name).__name__}.")
@@ -212,7 +242,7 @@ def load_backbone(
         if name == "minilm":
             path = minilm_path()
             tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **extra)
+            model = auto.from_pretrained(path, num_labels=num_labels, **extra)
             source = str(path)
         elif name == "tiny":
             path = minilm_path()
@@ -222,15 +252,14 @@ def load_backbone(
                 num_attention_heads=2, intermediate_size=128, max_position_embeddings=512,
                 num_labels=num_labels, **extra,
             )
-            model = AutoModelForSequenceClassification.from_config(cfg)
+            model = auto.from_config(cfg)
             source = "random init (BertConfig hidden=64)"
         else:
             local = Path(name).expanduser()
             try:
                 AutoConfig.from_pretrained(name)
                 tok = AutoTokenizer.from_pretrained(name)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    name, num_labels=num_labels, ignore_mismatched_sizes=True, **extra)
+                model = auto.from_pretrained(name, num_labels=num_labels, ignore_mismatched_sizes=True, **extra)
             except (OSError, ValueError) as e:
                 looks_local = local.exists() or name.startswith((".", "/", "~"))
                 where = "local folder" if looks_local else "Hugging Face id"
@@ -244,10 +273,18 @@ def load_backbone(
     model.train()
     blocks = block_map(model)
     bb = Backbone(name=name, model=model, tokenizer=tok, blocks=blocks, source=source,
-                  info={"seed": seed, "num_labels": num_labels})
+                  info={"seed": seed, "num_labels": num_labels, "head": head})
     if verbose:
         bb.print_summary()
     return bb
+
+
+def backbone_for_task(name: str, task, seed: int = 0, **kw) -> Backbone:
+    """:func:`load_backbone` with the head a task needs: a multiple-choice head for a multiple-choice
+    task, else a classification head with the task's label count and names."""
+    if getattr(task, "multiple_choice", False):
+        return load_backbone(name, num_labels=2, seed=seed, head="multiple-choice", **kw)
+    return load_backbone(name, num_labels=task.num_labels, seed=seed, label_names=list(task.label_names), **kw)
 
 
 def block_map(model: nn.Module) -> BlockMap:

@@ -34,6 +34,7 @@ __all__ = [
     "data_dir",
     "vocabulary_shift",
     "majority_baseline",
+    "multiple_choice_task",
 ]
 
 SPLIT_ALIASES = {
@@ -91,8 +92,10 @@ class Task:
         name: a short name (``"reviews"``, a file stem, a hub id).
         frame: DataFrame with at least ``text``, ``label`` (int in ``range(len(label_names))``),
             ``split`` (``train``/``dev``/``test``), ``domain``, ``lang``; optionally ``text_pair``
-            (sentence-pair tasks) and ``id``.
-        label_names: label index -> name.
+            (sentence-pair tasks) and ``id``. A *multiple-choice* task (:func:`multiple_choice_task`)
+            also has ``choices``: a list of candidate strings per row, the same number in every row;
+            ``text`` is the context and ``label`` the index of the right choice.
+        label_names: label index -> name (for a multiple-choice task: ``"choice 0"``, ...).
         eval_set_specs: eval-set name -> dict of column filters (``{"split": "test", "lang": "de"}``;
             a list value means "any of"). ``eval_sets`` materialises them.
         unlabelled: optional DataFrame of unlabelled text (``text``, ``domain``, ``lang``) for
@@ -127,6 +130,11 @@ class Task:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def multiple_choice(self) -> bool:
+        """True when every row holds a list of ``choices`` and the label picks one of them."""
+        return "choices" in self.frame.columns
 
     def eval_set(self, name: str) -> pd.DataFrame:
         if name not in self.eval_set_specs:
@@ -554,6 +562,52 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFram
     if len(kept) > n:
         kept = kept.sample(n=n, random_state=seed)
     return kept.sort_index()
+
+
+def multiple_choice_task(frame: pd.DataFrame, name: str, *, eval_sets: Mapping[str, Mapping[str, Any]] | None = None,
+                         meta: Mapping[str, Any] | None = None, domain: str = "default", lang: str = "en") -> Task:
+    """A multiple-choice :class:`Task` from a frame with ``text`` (the context), ``choices`` (a list of
+    strings per row, the same number in every row), ``label`` (the right choice's index) and ``split``.
+
+    Eval sets default to one per non-train split (``"dev"``, ``"test"``). Raises :class:`TaskError`
+    naming the rows at fault for missing columns, ragged or empty choices, and labels outside
+    ``range(n_choices)``.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TaskError(f"multiple_choice_task needs a DataFrame, got {type(frame).__name__}.")
+    missing = [c for c in ("text", "choices", "label", "split") if c not in frame.columns]
+    if missing:
+        raise TaskError(f"A multiple-choice frame needs columns text, choices, label, split; {missing} missing "
+                        f"(columns: {list(frame.columns)}).")
+    if frame.empty:
+        raise TaskError(f"Multiple-choice task {name!r} has no rows.")
+    df = frame.reset_index(drop=True).copy()
+    bad = [i for i, c in enumerate(df["choices"]) if not isinstance(c, (list, tuple)) or len(c) < 2
+           or not all(isinstance(x, str) and x.strip() for x in c)]
+    if bad:
+        raise TaskError(f"Rows {bad[:5]} of {name!r}: choices must be a list of at least two non-empty strings.")
+    sizes = df["choices"].map(len)
+    if sizes.nunique() != 1:
+        raise TaskError(f"Every row of {name!r} needs the same number of choices; found {sorted(sizes.unique())}. "
+                        "Pad or drop rows so that they agree.")
+    n = int(sizes.iloc[0])
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    out_of_range = df.index[labels.isna() | (labels != labels.round()) | (labels < 0) | (labels >= n)].tolist()
+    if out_of_range:
+        raise TaskError(f"Labels of rows {out_of_range[:5]} of {name!r} are not choice indices 0..{n - 1} "
+                        f"(e.g. {df['label'].iloc[out_of_range[0]]!r}): a multiple-choice label is the position of "
+                        "the right choice.")
+    df["label"] = labels.astype(int)
+    df["choices"] = [list(c) for c in df["choices"]]
+    df["split"] = df["split"].map(_split_name)
+    for col, default in (("domain", domain), ("lang", lang)):
+        if col not in df.columns:
+            df[col] = default
+    if not (df["split"] == "train").any():
+        raise TaskError(f"Multiple-choice task {name!r} has no training rows (split == 'train').")
+    specs = dict(eval_sets) if eval_sets else {s: {"split": s} for s in ("dev", "test") if (df["split"] == s).any()}
+    return Task(name=name, frame=df, label_names=[f"choice {i}" for i in range(n)], eval_set_specs=specs,
+                meta={"kind": "multiple-choice", "n_choices": n, **dict(meta or {})})
 
 
 def vocabulary_shift(task: Task) -> pd.DataFrame:

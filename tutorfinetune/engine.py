@@ -65,19 +65,36 @@ class NonFiniteLossError(TrainingError):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Encoded:
-    """Token ids of a frame's rows (lists of ints), their labels and lengths."""
+    """Token ids of a frame's rows (lists of ints), their labels and lengths.
 
-    features: dict[str, list[list[int]]]
+    For a multiple-choice task (``n_choices > 0``) each row holds ``n_choices`` token lists, one per
+    (context, choice) pair, and ``lengths`` is the longest of them."""
+
+    features: dict[str, list]
     labels: np.ndarray
     lengths: np.ndarray
+    n_choices: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
 def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
-    """Tokenise ``frame.text`` (and ``frame.text_pair``) without padding, truncated to ``max_length``."""
+    """Tokenise ``frame.text`` (and ``frame.text_pair``) without padding, truncated to ``max_length``.
+
+    A frame with a ``choices`` column (a multiple-choice task) is encoded as (text, choice) pairs,
+    each pair separately (the longer of the two truncated first), as multiple-choice heads expect."""
     texts = frame["text"].tolist()
+    if "choices" in frame.columns:
+        choices = frame["choices"].tolist()
+        n = len(choices[0]) if choices else 0
+        flat_a = [t for t in texts for _ in range(n)]
+        flat_b = [c for cs in choices for c in cs]
+        enc = tokenizer(flat_a, flat_b, truncation=True, max_length=max_length, padding=False)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        features = {k: [enc[k][i * n:(i + 1) * n] for i in range(len(texts))] for k in keys}
+        lengths = np.array([max((len(x) for x in row), default=0) for row in features["input_ids"]], dtype=np.int64)
+        return Encoded(features, frame["label"].to_numpy(dtype=np.int64), lengths, n_choices=n)
     pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False)
     keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
@@ -108,19 +125,29 @@ def make_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, gr
 
 
 def collate(enc: Encoded, idx: np.ndarray, pad_id: int, device: torch.device, pad_to: int | None = None) -> dict:
-    """Pad the rows ``idx`` to the longest of them (or to ``pad_to``) and move them to ``device``."""
+    """Pad the rows ``idx`` to the longest of them (or to ``pad_to``) and move them to ``device``.
+
+    Shapes: ``[batch, width]``, or ``[batch, n_choices, width]`` for a multiple-choice task."""
     width = int(pad_to or enc.lengths[idx].max())
+    shape = (len(idx), enc.n_choices, width) if enc.n_choices else (len(idx), width)
     out = {}
+    mask = np.zeros(shape, dtype=np.int64)
     for key, seqs in enc.features.items():
         fill = pad_id if key == "input_ids" else 0
-        arr = np.full((len(idx), width), fill, dtype=np.int64)
+        arr = np.full(shape, fill, dtype=np.int64)
         for r, i in enumerate(idx):
-            s = seqs[i][:width]
-            arr[r, :len(s)] = s
+            rows = seqs[i] if enc.n_choices else [seqs[i]]
+            for c, seq in enumerate(rows):
+                s = seq[:width]
+                if enc.n_choices:
+                    arr[r, c, :len(s)] = s
+                    if key == "input_ids":
+                        mask[r, c, :len(s)] = 1
+                else:
+                    arr[r, :len(s)] = s
+                    if key == "input_ids":
+                        mask[r, :len(s)] = 1
         out[key] = torch.from_numpy(arr)
-    mask = np.zeros((len(idx), width), dtype=np.int64)
-    for r, i in enumerate(idx):
-        mask[r, :min(enc.lengths[i], width)] = 1
     out["attention_mask"] = torch.from_numpy(mask)
     out["labels"] = torch.from_numpy(enc.labels[idx])
     return {k: v.to(device, non_blocking=True) for k, v in out.items()}
@@ -412,6 +439,30 @@ def _load_checkpoint(path: Path, state: TrainState, scheduler, methods: list[Met
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+def check_head(backbone: Backbone, task: Task) -> None:
+    """Raise :class:`TrainingError` when the backbone's head does not fit the task (label count, or a
+    multiple-choice head for a classification task and the other way round), naming the fix."""
+    from .backbones import is_multiple_choice
+
+    mc_model, mc_task = is_multiple_choice(backbone.model), bool(getattr(task, "multiple_choice", False))
+    if mc_task and not mc_model:
+        raise TrainingError(
+            f"Task {task.name!r} is multiple-choice but the backbone has a classification head. Load it with "
+            f"load_backbone({backbone.name!r}, head='multiple-choice') (or backbone_for_task(name, task)).")
+    if mc_model and not mc_task:
+        raise TrainingError(
+            f"The backbone has a multiple-choice head but task {task.name!r} is a classification task. Load it "
+            f"with load_backbone({backbone.name!r}, num_labels={task.num_labels}).")
+    if mc_task:
+        return
+    n_model_labels = int(backbone.model.config.num_labels)
+    if n_model_labels != task.num_labels:
+        raise TrainingError(
+            f"The backbone's head has {n_model_labels} labels but task {task.name!r} has {task.num_labels} "
+            f"({task.label_names}). Load it with load_backbone({backbone.name!r}, num_labels={task.num_labels})."
+        )
+
+
 def _method_name(methods: list[Method]) -> str:
     return "+".join(m.name for m in methods) or "full"
 
@@ -465,12 +516,7 @@ def train(
     if not isinstance(task, Task):
         raise TrainingError(f"task must come from load_task(...), got {type(task).__name__}.")
     model, tok = backbone.model, backbone.tokenizer
-    n_model_labels = int(model.config.num_labels)
-    if n_model_labels != task.num_labels:
-        raise TrainingError(
-            f"The backbone's head has {n_model_labels} labels but task {task.name!r} has {task.num_labels} "
-            f"({task.label_names}). Load it with load_backbone({backbone.name!r}, num_labels={task.num_labels})."
-        )
+    check_head(backbone, task)
     methods = resolve(methods)
     device = resolve_device(config.device)
     amp = _autocast_dtype(config, device)
@@ -674,9 +720,7 @@ def evaluate_only(
         config = TrainConfig.from_dict(config)
     if not isinstance(backbone, Backbone) or not isinstance(task, Task):
         raise TrainingError("evaluate_only needs a Backbone (load_backbone) and a Task (load_task).")
-    if int(backbone.model.config.num_labels) != task.num_labels:
-        raise TrainingError(f"The backbone's head has {backbone.model.config.num_labels} labels but task "
-                            f"{task.name!r} has {task.num_labels}.")
+    check_head(backbone, task)
     wanted = list(eval_sets or config.eval_sets or task.eval_set_specs)
     for name in wanted:
         if name not in task.eval_set_specs:

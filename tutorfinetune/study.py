@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import pandas as pd
 
 from . import results
-from .backbones import load_backbone
+from .backbones import backbone_for_task
 from .config import TrainConfig
 from .data import Task
 from .engine import fingerprint, train
@@ -89,7 +89,7 @@ def sweep(
         if fp in done:
             runs.append(SweepRun(settings, seed, done[fp], True))
         else:
-            bb = load_backbone(backbone, num_labels=task.num_labels, seed=seed, label_names=task.label_names)
+            bb = backbone_for_task(backbone, task, seed=seed)
             with outer_bar():
                 res = train(bb, task, cfg, meths, store=store, study=study,
                             tags={**(tags or {}), **{k: _tag(v) for k, v in settings.items()}}, verbose=verbose)

@@ -14,12 +14,16 @@ task into a coherence task with fully real text).
    sentences are short, median 15 words);
 2. prefix = the first ⌊n/2⌋ words; real ending = the remaining words minus the last one;
 3. shuffle, keep at most ``max_examples`` (30,000);
-4. ``n_fakes`` (3) generated endings per prefix, each with as many words as the real ending;
+4. ``n_fakes`` (3) generated endings per prefix, each with as many words as the real ending, from a
+   generator that never saw the sentence (cross-fitted over folds [D], see :func:`build_real_fake`);
 5. the real ending's position is drawn at random per example (the script stores it at index 0, which
    is harmless only with per-choice scoring; shuffling is harmless always), and a seeded dev split
    is held out (the script writes none).
 
-Everything is deterministic under ``seed``.
+Everything is deterministic under ``seed``. :func:`real_fake_task` wraps the result as a
+multiple-choice :class:`~tutorfinetune.data.Task`; :func:`ending_stats` and :func:`ngram_baseline`
+say how easy the fakes are to spot without understanding. Taught in
+notebooks/07_intermediate_tasks.ipynb.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["SyntheticError", "NGramGenerator", "sentences_for_task", "build_real_fake", "MIN_SENTENCES"]
+__all__ = ["SyntheticError", "NGramGenerator", "sentences_for_task", "build_real_fake", "real_fake_task", "ending_stats",
+           "ngram_baseline", "MIN_SENTENCES"]
 
 #: the fewest usable sentences :func:`build_real_fake` accepts (a dev split of 10% needs some rows)
 MIN_SENTENCES = 50
@@ -172,39 +177,134 @@ def sentences_for_task(texts: Sequence[str], min_words: int = 8, max_words: int 
 
 
 def build_real_fake(texts: Sequence[str], *, n_fakes: int = 3, seed: int = 0, dev_fraction: float = 0.1,
-                    max_examples: int = 30_000, min_words: int = 8, max_words: int = 30,
-                    generator: NGramGenerator | None = None) -> pd.DataFrame:
+                    max_examples: int = 30_000, min_words: int = 8, max_words: int = 30, n_folds: int = 5,
+                    generator: NGramGenerator | None = None, max_tries: int = 20) -> pd.DataFrame:
     """The real-vs-fake multiple-choice task: one row per example with ``prefix``, ``endings`` (a list of
-    ``n_fakes + 1`` strings), ``label`` (the real ending's index), ``real``, ``split`` (train/dev) and
-    ``n_words``. The generator is fitted on ``texts`` unless one is given."""
+    ``n_fakes + 1`` strings), ``label`` (the real ending's index), ``real``, ``split`` (train/dev),
+    ``n_words`` and ``fold``.
+
+    The generator [D]: an n-gram model that has seen a sentence can simply recite its real ending (most
+    trigram contexts of a small corpus occur once). So the sentences are split into ``n_folds`` folds
+    and a sentence's fakes come from a generator fitted on the *other* folds (cross-fitting: like
+    GPT-2, the generator never saw the sentence it continues). It is fitted on what the task shows,
+    prefix + real ending (the sentence without its last word), so sentence-final words do not leak
+    into fakes. A fake equal to the real ending or to another fake is drawn again (up to
+    ``max_tries`` times); ``df.attrs["generator"]["duplicates"]`` counts those that stayed equal.
+    Pass ``generator`` to use one fitted model for every sentence instead (no cross-fitting).
+
+    Raises :class:`SyntheticError` for bad arguments and for a corpus with fewer than
+    :data:`MIN_SENTENCES` usable sentences (it says how many it found and how many it needs).
+    """
+    n_fakes, n_folds, max_tries = int(n_fakes), int(n_folds), int(max_tries)
     if n_fakes < 1:
         raise SyntheticError(f"n_fakes must be >= 1, got {n_fakes}.")
     if not 0 < dev_fraction < 1:
         raise SyntheticError(f"dev_fraction must be in (0, 1), got {dev_fraction}.")
+    if generator is None and n_folds < 2:
+        raise SyntheticError(f"n_folds must be >= 2 (a sentence's fakes come from the other folds), got {n_folds}.")
+    if isinstance(texts, str):
+        raise SyntheticError("texts must be a list of strings, not one string (wrap it: [text]).")
     sents = sentences_for_task(texts, min_words=min_words, max_words=max_words)
     if len(sents) < MIN_SENTENCES:
         raise SyntheticError(
             f"Only {len(sents)} sentences have >= {min_words} words; the real-vs-fake task needs at least "
             f"{MIN_SENTENCES} (better thousands: Chang & Lu use 30,000). Pass more text, or lower min_words.")
     rng = np.random.default_rng(seed)
-    gen = generator or NGramGenerator().fit([" ".join(s) for s in sents])
     order = rng.permutation(len(sents))[:max_examples]
-    rows = []
+    fold_of = np.random.default_rng([seed, 2]).permutation(len(sents)) % n_folds
+    shown = [" ".join(s[:-1]) for s in sents]  # prefix + real ending: the text the task shows
+    if generator is not None:
+        gens = {f: generator for f in range(n_folds)}
+    else:
+        gens = {f: NGramGenerator().fit([t for t, g in zip(shown, fold_of) if g != f]) for f in range(n_folds)}
+    rows, dupes = [], 0
     for i in order:
         toks = sents[i]
         half = len(toks) // 2
         prefix, real = toks[:half], toks[half:-1]
         if not real:
             continue
-        fakes = [gen.generate(prefix, len(real), rng) for _ in range(n_fakes)]
+        gen, real_text, fakes = gens[int(fold_of[i])], " ".join(real), []
+        for _ in range(n_fakes):
+            for _try in range(max_tries):
+                fake = gen.generate(prefix, len(real), rng)
+                if fake != real_text and fake not in fakes:
+                    break
+            else:
+                dupes += 1
+            fakes.append(fake)
         label = int(rng.integers(0, n_fakes + 1))
-        endings = fakes[:label] + [" ".join(real)] + fakes[label:]
-        rows.append({"prefix": " ".join(prefix), "endings": endings, "label": label, "real": " ".join(real),
-                     "n_words": len(real)})
+        endings = fakes[:label] + [real_text] + fakes[label:]
+        rows.append({"prefix": " ".join(prefix), "endings": endings, "label": label, "real": real_text,
+                     "n_words": len(real), "fold": int(fold_of[i])})
     df = pd.DataFrame(rows)
     n_dev = max(1, int(round(dev_fraction * len(df))))
     dev = set(np.random.default_rng([seed, 1]).permutation(len(df))[:n_dev].tolist())
     df["split"] = ["dev" if k in dev else "train" for k in range(len(df))]
-    df.attrs["generator"] = {"kind": "interpolated word n-gram", "order": gen.order, "lambdas": list(gen.lambdas),
-                             "top_p": gen.top_p, "tokens": gen.n_tokens}
+    g0 = gens[0]
+    df.attrs["generator"] = {"kind": "interpolated word n-gram", "order": g0.order, "lambdas": list(g0.lambdas),
+                             "top_p": g0.top_p, "tokens": int(sum(g.n_tokens for g in gens.values()) / len(gens)),
+                             "cross_fitted": generator is None, "n_folds": n_folds if generator is None else 1,
+                             "sentences": len(sents), "duplicates": dupes, "seed": seed}
     return df
+
+
+def real_fake_task(texts: Sequence[str], *, name: str = "real-vs-fake", **kw):
+    """:func:`build_real_fake` as a multiple-choice :class:`~tutorfinetune.data.Task` (context = the
+    prefix, choices = the endings, eval set ``"dev"``); keyword arguments go to :func:`build_real_fake`.
+    The frame keeps ``real`` and ``fold``; ``task.meta["generator"]`` describes the generator."""
+    from .data import multiple_choice_task
+
+    df = build_real_fake(texts, **kw)
+    gen = dict(df.attrs.get("generator", {}))
+    frame = df.rename(columns={"prefix": "text", "endings": "choices"})
+    frame.attrs = {}
+    return multiple_choice_task(frame, name, domain="synthetic",
+                                meta={"generator": gen, "builder": {k: v for k, v in kw.items() if k != "generator"}})
+
+
+_END_PUNCT = re.compile(r"[.!?]$")
+
+
+def ending_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Surface statistics of real vs fake endings: does anything but meaning give the real one away?
+
+    ``df`` is :func:`build_real_fake`'s frame (or a task frame with ``choices``/``text``). Rows: real,
+    fake; columns: endings, mean words, mean characters, share with a sentence-final mark (. ! ?) on
+    some word, share of words never seen in any prefix, distinct-word ratio."""
+    endings = df["endings"] if "endings" in df.columns else df["choices"]
+    prefixes = df["prefix"] if "prefix" in df.columns else df["text"]
+    seen = {w.lower() for p in prefixes for w in p.split()}
+    parts: dict[str, list[str]] = {"real": [], "fake": []}
+    for es, lab in zip(endings, df["label"]):
+        for k, e in enumerate(es):
+            parts["real" if k == lab else "fake"].append(e)
+    rows = []
+    for kind, es in parts.items():
+        words = [e.split() for e in es]
+        flat = [w for ws in words for w in ws]
+        rows.append({"ending": kind, "endings": len(es), "mean words": float(np.mean([len(w) for w in words])),
+                     "mean characters": float(np.mean([len(e) for e in es])),
+                     "has . ! ? on a word": float(np.mean([any(_END_PUNCT.search(w) for w in ws) for ws in words])),
+                     "words unseen in prefixes": float(np.mean([w.lower() not in seen for w in flat])) if flat else 0.0,
+                     "distinct words / words": len(set(flat)) / max(1, len(flat))})
+    return pd.DataFrame(rows).set_index("ending")
+
+
+def ngram_baseline(df: pd.DataFrame, texts: Sequence[str] | None = None, **fit_kw) -> float:
+    """Accuracy of picking the ending with the highest mean log-probability under an n-gram model.
+
+    With ``texts`` the model is fitted on them; otherwise on the *train* rows' prefix + real ending
+    (so dev sentences are unseen) and scored on the dev rows. A low value means the fakes are
+    plausible to the kind of model that wrote them; chance is 1 / choices."""
+    endings_col = "endings" if "endings" in df.columns else "choices"
+    prefix_col = "prefix" if "prefix" in df.columns else "text"
+    train, dev = df[df["split"] == "train"], df[df["split"] == "dev"]
+    if dev.empty:
+        raise SyntheticError("ngram_baseline needs dev rows (split == 'dev').")
+    if texts is None:
+        texts = [p + " " + es[lab] for p, es, lab in zip(train[prefix_col], train[endings_col], train["label"])]
+    gen = NGramGenerator(**fit_kw).fit(texts)
+    hits = [int(np.argmax([gen.log_prob(p, e) for e in es])) == lab
+            for p, es, lab in zip(dev[prefix_col], dev[endings_col], dev["label"])]
+    return float(np.mean(hits))
