@@ -1,13 +1,17 @@
-"""Command line: ``tutorfinetune study`` executes the study notebooks with papermill.
+"""Command line: ``tutorfinetune <command>`` (also ``python -m tutorfinetune``).
 
-    python -m tutorfinetune study [--mode full|ci] [--out outputs] [--only 01] [--notebooks DIR]
-    python -m tutorfinetune summary [--out outputs]
+    tutorfinetune notebooks [--mode ci|full] [--out outputs] [--only 01]     run every notebook (alias: study)
+    tutorfinetune sweep NOTEBOOK -g NAME=v1,v2 [-g ...] [-p NAME=VALUE]       one notebook over a grid
+    tutorfinetune train --method full [--method graddrop:p=0.3] [--seeds 0,1,2] ...  train from the shell
+    tutorfinetune results [--store outputs/runs] [--by method,eval_set] [--csv out.csv]  aggregated table
+    tutorfinetune summary [--out outputs]                                    the notebooks' measured summaries
 
-``study`` runs every ``notebooks/*.ipynb`` in reading order (discovered, not listed) on the embedded
-default backbone and the bundled data, writes the executed notebooks to ``<out>/notebooks/``, the
-results store to ``<out>/runs/``, and a summary (``<out>/summary.md``, built from each notebook's
-measured summary) that it also prints. Finished runs already in ``<out>/runs`` are reused, so an
-interrupted study continues where it stopped.
+``notebooks`` runs every ``notebooks/*.ipynb`` in reading order (discovered, not listed) on the
+embedded default backbone and the bundled data, writes the executed notebooks to
+``<out>/notebooks/``, the results store to ``<out>/runs/``, and a summary (``<out>/summary.md``, built
+from each notebook's measured summary) that it also prints. Finished runs already in ``<out>/runs``
+are reused, so an interrupted study continues where it stopped. ``sweep`` is resumable the same way
+(see :mod:`tutorfinetune.sweeps`). Every command prints its own ``--help``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "run_study", "discover_notebooks"]
+__all__ = ["main", "build_parser", "run_study", "discover_notebooks"]
 
 
 def discover_notebooks(folder: Path, only: str | None = None) -> list[Path]:
@@ -76,23 +80,175 @@ def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, ba
     return 0 if all(v["ok"] for v in status.values()) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_method(text: str):
+    """``graddrop:p=0.3,variant=element`` -> ("graddrop", {"p": 0.3, "variant": "element"}); ``full`` -> "full"."""
+    from .sweeps import parse_value
+
+    name, _, rest = text.partition(":")
+    if not rest:
+        return name.strip()
+    cfg = {}
+    for part in rest.split(","):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise SystemExit(f"Cannot read method option {part!r} in {text!r}: write id:key=value,key=value.")
+        cfg[k.strip()] = parse_value(v)
+    return (name.strip(), cfg)
+
+
+def _cmd_train(args) -> int:
+    from . import analysis, results
+    from .config import TrainConfig, as_list
+    from .data import load_task
+    from .study import sweep
+
+    task = load_task(args.task)
+    fields = {"lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
+              "max_train_examples": args.max_train_examples, "max_eval_examples": args.max_eval_examples}
+    if args.steps:
+        fields["max_steps"] = args.steps
+    if args.epochs:
+        fields["num_epochs"] = args.epochs
+    if args.eval_sets:
+        fields["eval_sets"] = args.eval_sets
+    cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    methods = [_parse_method(m) for m in (args.method or ["full"])]
+    seeds = as_list(args.seeds, int, "seeds")
+    df = sweep(args.backbone, task, cfg, seeds=seeds, methods=methods, store=args.store, study=args.study,
+               verbose=args.verbose)
+    print(analysis.ci_table(df).to_string())
+    if args.csv:
+        analysis.aggregate(df).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0 if len(results.load(args.store)) else 1
+
+
+def _cmd_results(args) -> int:
+    from . import analysis, results
+
+    df = results.load(args.store)
+    if args.study:
+        df = df[df["study"].isin(args.study.split(","))]
+    if df.empty:
+        print(f"No finished runs in {args.store}" + (f" for study {args.study!r}" if args.study else "") + ".",
+              file=sys.stderr)
+        return 1
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    missing = [c for c in by if c not in df.columns]
+    if missing:
+        print(f"Unknown column(s) {missing} for --by; columns: {sorted(df.columns)}", file=sys.stderr)
+        return 2
+    agg = analysis.aggregate(df, by=by, metric=args.metric)
+    if args.csv:
+        agg.to_csv(args.csv, index=False)
+        print(f"wrote {len(agg)} rows to {args.csv}")
+    if args.format == "csv":
+        print(agg.to_csv(index=False), end="")
+        return 0
+    if len(by) >= 2:
+        table = analysis.ci_table(df, rows=by[0], cols=by[1], metric=args.metric)
+    else:
+        table = agg.assign(cell=[analysis.format_ci(m, c) + f" (n={n})" for m, c, n in
+                                 zip(agg["mean"], agg["ci95"], agg["n"])]).set_index(by)[["cell"]]
+    print(table.to_markdown() if args.format == "markdown" else table.to_string())
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .sweeps import SweepError, notebook_sweep, parse_grid_option, parse_value
+
+    try:
+        grid = dict(parse_grid_option(g) for g in args.grid)
+        if args.grid_file:
+            text = Path(args.grid_file).read_text()
+            import yaml
+
+            grid.update(yaml.safe_load(text) or {})
+        params = {}
+        for p in args.param or []:
+            k, sep, v = p.partition("=")
+            if not sep:
+                raise SweepError(f"Cannot read parameter {p!r}: write NAME=VALUE.")
+            params[k.strip()] = parse_value(v)
+        df = notebook_sweep(args.notebook, grid, out=args.out, params=params, store=args.store, mode=args.mode,
+                            resume=not args.no_resume, timeout=args.timeout)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(df.drop(columns=["output"]).to_string(index=False))
+    return 0 if (df["status"] != "failed").all() else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tutorfinetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("study", help="execute the study notebooks with papermill")
-    st.add_argument("--mode", choices=["ci", "full"], default="full")
-    st.add_argument("--out", type=Path, default=Path("outputs"))
-    st.add_argument("--only", default=None, help="run notebooks whose file name contains this text")
-    st.add_argument("--notebooks", type=Path, default=None)
-    st.add_argument("--backbone", default=None, help="override the notebooks' backbone parameter")
-    st.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="command")
+    for name, hlp in (("notebooks", "execute every notebook with papermill (the whole study)"),
+                      ("study", "the same as 'notebooks'")):
+        st = sub.add_parser(name, help=hlp, description=hlp)
+        st.add_argument("--mode", choices=["ci", "full"], default="full",
+                        help="ci: minutes on 2 CPU cores; full: results worth teaching from (default)")
+        st.add_argument("--out", type=Path, default=Path("outputs"), help="executed notebooks, runs/, summary.md")
+        st.add_argument("--only", default=None, help="run notebooks whose file name contains this text")
+        st.add_argument("--notebooks", type=Path, default=None, help="folder of notebooks (default: the repo's)")
+        st.add_argument("--backbone", default=None, help="override the notebooks' backbone parameter")
+        st.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    sw = sub.add_parser("sweep", help="run one notebook over a grid of papermill parameters (resumable)",
+                        description="Run NOTEBOOK once per combination of the grid, in order; finished cells are "
+                                    "skipped on a rerun, a failing cell is recorded and the sweep goes on.")
+    sw.add_argument("notebook", type=Path)
+    sw.add_argument("-g", "--grid", action="append", default=[], metavar="NAME=VALUES",
+                    help="a grid axis: NAME=v1,v2 or NAME=[v1, v2] (e.g. -g 'seeds=[[0],[1]]' -g p_upper=0.05,0.1)")
+    sw.add_argument("--grid-file", default=None, help="a YAML/JSON file mapping names to lists of values")
+    sw.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a fixed parameter for every cell")
+    sw.add_argument("--mode", choices=["ci", "full"], default="ci")
+    sw.add_argument("--out", type=Path, default=Path("outputs/sweeps"), help="executed notebooks and manifest.json")
+    sw.add_argument("--store", type=Path, default=None, help="results store (default <out>/runs)")
+    sw.add_argument("--no-resume", action="store_true", help="run every cell again, finished or not")
+    sw.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell")
+    tr = sub.add_parser("train", help="train one method (or a combination) over seeds and print the results",
+                        description="Fine-tune from the shell; runs land in --store and finished ones are reused.")
+    tr.add_argument("--method", action="append", metavar="ID[:key=value,...]",
+                    help="a plug-in, repeatable (default full), e.g. --method adapter --method gu:k=10")
+    tr.add_argument("--backbone", default="minilm", help="minilm (offline default), tiny, a hub id or a folder")
+    tr.add_argument("--task", default="reviews", help="a bundled task, a CSV/TSV/JSONL file or a folder")
+    tr.add_argument("--seeds", default="0", help="e.g. 0,1,2")
+    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
+    tr.add_argument("--epochs", type=float, default=None)
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--max-length", type=int, default=128)
+    tr.add_argument("--max-train-examples", type=int, default=None)
+    tr.add_argument("--max-eval-examples", type=int, default=None)
+    tr.add_argument("--eval-sets", nargs="*", default=None, help="eval sets to report (default: all of the task's)")
+    tr.add_argument("--store", type=Path, default=Path("runs"))
+    tr.add_argument("--study", default="cli")
+    tr.add_argument("--csv", default=None, help="also write the aggregated table to this CSV file")
+    tr.add_argument("--verbose", action="store_true")
+    rs = sub.add_parser("results", help="print or export aggregated results (mean ± 95%% CI over seeds)",
+                        description="Aggregate a results store over seeds: mean, std and 95%% CI per group.")
+    rs.add_argument("--store", type=Path, default=Path("outputs/runs"))
+    rs.add_argument("--study", default=None, help="keep these studies (comma-separated)")
+    rs.add_argument("--by", default="method,eval_set", help="grouping columns (comma-separated)")
+    rs.add_argument("--metric", default="accuracy")
+    rs.add_argument("--format", choices=["table", "markdown", "csv"], default="table")
+    rs.add_argument("--csv", default=None, help="also write the aggregated rows to this CSV file")
     sm = sub.add_parser("summary", help="print the summary of a finished study")
     sm.add_argument("--out", type=Path, default=Path("outputs"))
-    args = parser.parse_args(argv)
-    if args.cmd == "study":
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd in ("study", "notebooks"):
         return run_study(args.mode, args.out, args.notebooks or _default_notebooks(), args.only, args.backbone,
                          args.timeout)
+    if args.cmd == "sweep":
+        return _cmd_sweep(args)
+    if args.cmd == "train":
+        return _cmd_train(args)
+    if args.cmd == "results":
+        return _cmd_results(args)
     from .notebook import summary_markdown
 
     print(summary_markdown(args.out / "runs"))

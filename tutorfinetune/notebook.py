@@ -21,7 +21,7 @@ from .config import ConfigError, as_list, coerce
 from .progress import progress_mode
 from .results import _atomic_write_json
 
-__all__ = ["setup", "front_end_attached", "explore", "check", "save_summary", "load_summaries",
+__all__ = ["banner", "setup", "front_end_attached", "explore", "check", "save_summary", "load_summaries",
            "summary_markdown", "mode_settings"]
 
 
@@ -30,13 +30,32 @@ def front_end_attached() -> bool:
     return progress_mode() == "widget"
 
 
+def banner() -> dict[str, Any]:
+    """Print the versions that matter (tutorfinetune, Python, torch, transformers, adapters) and the device,
+    with the fix when no GPU is found: the last line of every notebook's install cell. Returns them."""
+    import torch
+
+    from .engine import resolve_device, versions
+
+    v = versions()
+    dev = resolve_device("auto")
+    colab = "google.colab" in sys.modules
+    print(f"tutorfinetune {v['tutorfinetune']} | python {v['python']} | torch {v['torch']} | "
+          f"transformers {v['transformers']} | adapters {v['adapters']}")
+    if dev.type == "cuda":
+        print(f"GPU found: {torch.cuda.get_device_name(0)}. Training uses bf16 autocast where supported.")
+    else:
+        hint = ("In Colab: Runtime > Change runtime type > GPU." if colab
+                else "No GPU found: everything runs on the CPU (ci mode is sized for 2 cores).")
+        print(f"Device: {dev} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores). {hint}")
+    return {"versions": v, "device": str(dev), "colab": colab}
+
+
 def setup(mode: str = "ci", seeds: Any = (0,), quiet: bool = False) -> dict[str, Any]:
-    """Validate the common notebook parameters and print versions, device and platform hints.
+    """Validate the common notebook parameters (papermill passes text) and print them with the device.
 
     Returns ``{"mode", "seeds", "device", "versions", "colab"}``.
     """
-    import torch
-
     from .engine import resolve_device, versions
 
     if mode not in ("ci", "full"):
@@ -45,19 +64,11 @@ def setup(mode: str = "ci", seeds: Any = (0,), quiet: bool = False) -> dict[str,
     if not seeds:
         raise ConfigError("seeds must name at least one seed, e.g. [0, 1, 2].")
     dev = resolve_device("auto")
-    colab = "google.colab" in sys.modules
-    info = {"mode": mode, "seeds": seeds, "device": str(dev), "versions": versions(), "colab": colab}
+    info = {"mode": mode, "seeds": seeds, "device": str(dev), "versions": versions(),
+            "colab": "google.colab" in sys.modules}
     if not quiet:
         v = info["versions"]
-        print(f"tutorfinetune {v['tutorfinetune']} | python {v['python']} | torch {v['torch']} | "
-              f"transformers {v['transformers']} | adapters {v['adapters']}")
-        if dev.type == "cuda":
-            print(f"GPU found: {torch.cuda.get_device_name(0)}. Training uses bf16 autocast where supported.")
-        else:
-            hint = ("In Colab: Runtime > Change runtime type > GPU." if colab
-                    else "No GPU found: everything runs on the CPU (ci mode is sized for 2 cores).")
-            print(f"Device: {dev} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores). {hint}")
-        print(f"mode={mode!r}, seeds={seeds}")
+        print(f"mode={mode!r}, seeds={seeds}, device={dev} (tutorfinetune {v['tutorfinetune']}, torch {v['torch']})")
     return info
 
 
@@ -92,8 +103,11 @@ def explore(draw: Callable[..., Any], controls: dict[str, Sequence[Any]], static
     except ImportError:
         print("(ipywidgets is not installed: pip install ipywidgets for the interactive version)")
         return None
+    from IPython.display import display
+
     widgets = {k: w.Dropdown(options=list(v), value=values[k], description=k) for k, v in controls.items()}
-    return w.interact(draw, **widgets)
+    display(w.interactive(draw, **widgets))
+    return None
 
 
 def check(name: str, answer: Any, expected: Any, tol: float = 0.0, hint: str = "") -> bool | None:

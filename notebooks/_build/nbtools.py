@@ -10,17 +10,54 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-COLAB = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-         "(https://colab.research.google.com/github/tutorfinetune/tutorfinetune/blob/main/notebooks/{name})")
-
-INSTALL = '''# Set-up: installs tutorfinetune only when it is missing (Colab, a fresh kernel); never reinstalls
-# ipykernel or torch. If pip replaces Colab's transformers (adapters pins transformers~=4.57.6),
-# restart the runtime once (Runtime > Restart session) and run the notebook again.
 try:
-    import tutorfinetune  # noqa: F401
-except ImportError:
-    %pip install -q "tutorfinetune @ git+https://github.com/tutorfinetune/tutorfinetune"
-    import tutorfinetune  # noqa: F401'''
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+#: the project's repository, read from pyproject.toml ([project.urls] Repository): the one place it is set
+REPO_URL = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["urls"][
+    "Repository"].rstrip("/")
+_SLUG = REPO_URL.removeprefix("https://github.com/")
+
+COLAB = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+         f"(https://colab.research.google.com/github/{_SLUG}/blob/main/notebooks/{{name}})")
+
+INSTALL = f'''# Set-up. With tutorfinetune installed this only prints versions and the device. In Colab or a fresh
+# kernel it installs the package from GitHub first, never touching the torch, ipykernel and ipython this
+# kernel already has (pip gets them pinned), and says in plain words if the runtime must restart.
+import importlib as _il
+import importlib.metadata as _md
+import importlib.util as _iu
+import subprocess as _sp
+import sys as _sys
+import tempfile as _tf
+
+TUTORFINETUNE_GIT = "git+{REPO_URL}"
+if _iu.find_spec("tutorfinetune") is None:
+    def _version(name):
+        try:
+            return _md.version(name)
+        except _md.PackageNotFoundError:
+            return None
+
+    _before = {{n: _version(n) for n in ("torch", "ipykernel", "ipython", "transformers", "tokenizers")}}
+    with _tf.NamedTemporaryFile("w", suffix=".txt", delete=False) as _pins:
+        _pins.write("".join(f"{{n}}=={{v}}\\n" for n, v in _before.items() if v and n in ("torch", "ipykernel", "ipython")))
+    print(f"tutorfinetune is not installed: installing it from {{TUTORFINETUNE_GIT}} (a minute or two) ...")
+    _sp.check_call([_sys.executable, "-m", "pip", "install", "-q", "-c", _pins.name, f"tutorfinetune @ {{TUTORFINETUNE_GIT}}"])
+    _replaced = [f"{{n}} {{_before[n]}} -> {{_version(n)}}" for n in ("transformers", "tokenizers")
+                 if _before[n] and _version(n) != _before[n]]
+    if _replaced and any(n.split()[0] in _sys.modules for n in _replaced):
+        print("RESTART NEEDED: pip replaced " + ", ".join(_replaced) + " (adapters needs transformers 4.57), and the old "
+              "version is already loaded in this kernel. In Colab: Runtime > Restart session, then run this notebook "
+              "again from the top. The install is kept; it will not run again.")
+    elif _replaced:
+        print("pip replaced " + ", ".join(_replaced) + "; it was not loaded yet, so no restart is needed.")
+    _il.invalidate_caches()
+import tutorfinetune  # noqa: E402
+
+tutorfinetune.notebook.banner()'''
 
 
 def md(text: str) -> dict:
