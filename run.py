@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up a local environment and run the study or the tests: the README's two commands.
 
-    python3 run.py study      # execute the study notebooks (papermill), write outputs/, print the summary
+    python3 run.py study      # every notebook in full mode (tutorfinetune notebooks), outputs/, the summary
     python3 run.py test       # lint + the whole test suite (what CI runs)
 
 Both create `.venv/` on first use and install what they need into it, so a fresh clone needs only
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     if cmd == "test":
         _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "run.py"], cwd=ROOT)
         return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
-    return subprocess.run([str(py), "-m", "tutorfinetune", "study", *rest], cwd=ROOT, env=env).returncode
+    return subprocess.run([str(py), "-m", "tutorfinetune", "notebooks", *rest], cwd=ROOT, env=env).returncode
 
 
 if __name__ == "__main__":

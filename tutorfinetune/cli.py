@@ -150,7 +150,11 @@ def _cmd_results(args) -> int:
     else:
         table = agg.assign(cell=[analysis.format_ci(m, c) + f" (n={n})" for m, c, n in
                                  zip(agg["mean"], agg["ci95"], agg["n"])]).set_index(by)[["cell"]]
-    print(table.to_markdown() if args.format == "markdown" else table.to_string())
+    from .notebook import _has_tabulate
+
+    if args.format == "markdown" and not _has_tabulate():
+        print("(pip install tabulate for --format markdown; plain table below)", file=sys.stderr)
+    print(table.to_markdown() if args.format == "markdown" and _has_tabulate() else table.to_string())
     return 0
 
 

@@ -30,9 +30,9 @@ def front_end_attached() -> bool:
     return progress_mode() == "widget"
 
 
-def banner() -> dict[str, Any]:
+def banner() -> None:
     """Print the versions that matter (tutorfinetune, Python, torch, transformers, adapters) and the device,
-    with the fix when no GPU is found: the last line of every notebook's install cell. Returns them."""
+    with the fix when no GPU is found: the last line of every notebook's install cell."""
     import torch
 
     from .engine import resolve_device, versions
@@ -48,7 +48,6 @@ def banner() -> dict[str, Any]:
         hint = ("In Colab: Runtime > Change runtime type > GPU." if colab
                 else "No GPU found: everything runs on the CPU (ci mode is sized for 2 cores).")
         print(f"Device: {dev} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores). {hint}")
-    return {"versions": v, "device": str(dev), "colab": colab}
 
 
 def setup(mode: str = "ci", seeds: Any = (0,), quiet: bool = False) -> dict[str, Any]:

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ from .methods.base import Method, MethodError, register, resolve
 
 __all__ = ["STILTsError", "Intermediate", "STILTsResult", "FromIntermediate", "train_intermediate",
            "cached_intermediate", "stilts", "domain_task", "task_digest", "backbone_signature", "encoder_state",
-           "FORMAT"]
+           "intermediate_tasks", "train_intermediates", "INTERMEDIATE_TASKS", "FORMAT"]
 
 FORMAT = "tutorfinetune.intermediate/1"
 #: plug-ins whose training leaves the encoder's weights unchanged: an intermediate phase with them carries nothing
@@ -472,3 +473,54 @@ def domain_task(task: Task, *, lang: str | None = "en", domains: Sequence[str] |
     return Task(name=name, frame=frame.reset_index(drop=True), label_names=list(domains),
                 eval_set_specs={"dev": {"split": "dev"}}, meta={"kind": "domain-classification", "source": task.name,
                                                                  "lang": lang, "seed": seed})
+
+
+INTERMEDIATE_TASKS = ("real-vs-fake", "domain")
+
+
+def intermediate_tasks(task: Task, names: Sequence[str] = INTERMEDIATE_TASKS, *, n_fakes: int = 3,
+                       corpus: str = "unlabelled", seed: int = 0) -> dict[str, Task]:
+    """The intermediate tasks notebooks 07 and 08 use, by name: ``"real-vs-fake"`` (Chang & Lu's synthetic
+    task on ``task``'s unlabelled English text; ``corpus="unlabelled+train"`` adds the training texts,
+    labels unused), ``"domain"`` (:func:`domain_task`), or a path to a user task (:func:`load_task`)."""
+    from .config import ConfigError
+    from .data import load_task
+    from .synthetic import real_fake_task
+
+    if corpus not in ("unlabelled", "unlabelled+train"):
+        raise ConfigError(f"corpus must be 'unlabelled' or 'unlabelled+train', got {corpus!r}.")
+    out: dict[str, Task] = {}
+    for name in names:
+        if name == "real-vs-fake":
+            texts = task.texts(lang="en") + (task.train["text"].tolist() if corpus == "unlabelled+train" else [])
+            out[name] = real_fake_task(texts, n_fakes=n_fakes, seed=seed)
+        elif name == "domain":
+            out[name] = domain_task(task, seed=seed)
+        elif os.path.exists(os.path.expanduser(name)):
+            out[name] = load_task(name)
+        else:
+            from .config import did_you_mean
+
+            raise ConfigError(f"Unknown intermediate task {name!r}.{did_you_mean(name, INTERMEDIATE_TASKS)} Use "
+                              f"{list(INTERMEDIATE_TASKS)} or the path of a task file or folder.")
+    return out
+
+
+def train_intermediates(backbone: str, tasks: Mapping[str, Task], folder: str | os.PathLike, *, lr: float = 1e-4,
+                        epochs: float = 2.0, batch_size: int = 16, max_length: int = 64, max_steps: int | None = None,
+                        max_examples: int | None = None, eval_every: int = 20, max_eval_examples: int | None = None,
+                        seed: int = 0, store: str | os.PathLike | None = results.DEFAULT_STORE, study: str = "",
+                        ) -> dict[str, Intermediate]:
+    """:func:`cached_intermediate` for each task with one recipe (``epochs`` over the training rows, or
+    ``max_steps``; dev accuracy every ``eval_every`` steps for the learning curve). Notebooks 07 and 08
+    share it, so they share the cached models."""
+    out = {}
+    for name, t in tasks.items():
+        n = len(t.train) if not max_examples else min(len(t.train), int(max_examples))
+        steps = max_steps or max(1, int(math.ceil(epochs * n / batch_size)))
+        cfg = TrainConfig(lr=lr, batch_size=batch_size, max_length=max_length, max_steps=steps,
+                          max_train_examples=max_examples or None, eval_every=max(1, min(eval_every, steps // 4)),
+                          curve_eval_set="dev" if "dev" in t.eval_set_specs else next(iter(t.eval_set_specs)),
+                          seed=seed, max_eval_examples=max_eval_examples)
+        out[name] = cached_intermediate(backbone, t, cfg, folder, store=store, study=study, tags={"intermediate": name})
+    return out

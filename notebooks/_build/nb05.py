@@ -217,7 +217,8 @@ claims = pd.DataFrame([
      "verdict": ", ".join(sorted(set(g["in-dist. verdict"])))},
     {"claim (paper)": "the gain is larger with less data",
      "ours": f"smallest set {100 * g.di.iloc[0]:+.1f} vs largest {100 * g.di.iloc[-1]:+.1f} points" if len(g) > 1 else "one size only",
-     "verdict": ("consistent" if len(g) > 1 and g.di.iloc[0] > g.di.iloc[-1] and g.di.iloc[0] > 0 else "not seen")},
+     "verdict": (("consistent" if g["in-dist. verdict"].iloc[0] == "reproduced" else "same direction, within seed noise")
+                 if len(g) > 1 and g.di.iloc[0] > g.di.iloc[-1] and g.di.iloc[0] > 0 else "not seen")},
 ])
 vs_gauss = []
 for n in sorted(res.n_train.unique()):
@@ -243,7 +244,7 @@ what each map does to accuracy at the largest and smallest size.
     b = pd.Series(second.scores)[a.index]
     rho = float(np.corrcoef(a.rank(), b.rank())[0, 1])
     same = sum(dm.dropout_map(scores.scores, p_upper, mapping)[k] == dm.dropout_map(second.scores, p_upper, mapping)[k] for k in a.index)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
     an.plot_sites(second.scores, ax=axes[0], log=True, label="Fisher score", title=f"Fisher score per site ({compare_source})")
     axes[1].scatter(a.rank(), b.rank())
     axes[1].set_xlabel(f"rank under {source}")

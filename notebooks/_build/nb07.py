@@ -64,8 +64,6 @@ inter_lr = nb.coerce_param("inter_lr", inter_lr, float)
 target_epochs = nb.coerce_param("target_epochs", target_epochs, float)
 if not intermediates or not target_sizes or not lrs:
     raise tft.ConfigError("intermediates, target_sizes and lrs must each name at least one value.")
-if corpus not in ("unlabelled", "unlabelled+train"):
-    raise tft.ConfigError(f"corpus must be 'unlabelled' or 'unlabelled+train', got {corpus!r}.")
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -116,10 +114,11 @@ and the generator is fitted on what the task shows (the sentence without its las
 sentence-final words leak into fakes. Our sentences are shorter than SQuAD's, so the minimum is 8
 words, not 20.
 """),
-    code('''texts = data.texts(lang="en") + (data.train["text"].tolist() if corpus == "unlabelled+train" else [])
-rf = sy.real_fake_task(texts, n_fakes=n_fakes, seed=0)
+    code('''tasks = st.intermediate_tasks(data, intermediates, n_fakes=n_fakes, corpus=corpus, seed=0)
+rf = tasks["real-vs-fake"] if "real-vs-fake" in tasks else st.intermediate_tasks(data, ["real-vs-fake"], n_fakes=n_fakes,
+                                                                                  corpus=corpus)["real-vs-fake"]
 gen = rf.meta["generator"]
-print(f"{len(texts)} texts -> {gen['sentences']} sentences -> {len(rf.train)} training / {len(rf.eval_set('dev'))} dev "
+print(f"{gen['sentences']} sentences of the {corpus} text -> {len(rf.train)} training / {len(rf.eval_set('dev'))} dev "
       f"examples; generator: {gen['kind']} (order {gen['order']}, top-p {gen['top_p']}, cross-fitted over "
       f"{gen['n_folds']} folds, ~{gen['tokens']:,} tokens each); fakes equal to the real ending after redrawing: "
       f"{gen['duplicates']}")
@@ -147,28 +146,13 @@ domains is this text from? a classification head). Each is trained once, with se
 also fine-tune every target run from one intermediate checkpoint), and cached in the store. The
 curves show how hard each task is for MiniLM: dev accuracy during intermediate training.
 """),
-    code('''dom = st.domain_task(data, seed=0)
-tasks = {"real-vs-fake": rf, "domain": dom}
-for name in intermediates:
-    if name not in tasks:
-        if name.startswith(("/", ".", "~")) or "." in name.rsplit("/", 1)[-1]:
-            tasks[name] = tft.load_task(name)
-        else:
-            raise tft.ConfigError(f"Unknown intermediate {name!r}.{tft.config.did_you_mean(name, tasks)} Use "
-                                  f"'real-vs-fake', 'domain', or a path to a task file or folder.")
-inters, curves = {}, []
-for name in intermediates:
-    t = tasks[name]
-    n = len(t.train) if not S["inter_examples"] else min(len(t.train), S["inter_examples"])
-    steps = S["inter_steps"] or int(np.ceil(inter_epochs * n / 16))
-    icfg = tft.TrainConfig(lr=inter_lr, batch_size=16, max_length=64, max_steps=steps, max_train_examples=S["inter_examples"],
-                           eval_every=max(1, min(S["eval_every"], steps // 4)), curve_eval_set="dev", seed=0,
-                           max_eval_examples=S["max_eval_examples"])
-    inters[name] = st.cached_intermediate(backbone, t, icfg, f"{store}/intermediate", store=store, study=STUDY,
-                                          tags={"intermediate": name})
-    recs = [r for r in tft.results.load_records(store) if r["run_id"] == inters[name].meta["run_id"]]
-    curves.append(an.histories(recs).assign(intermediate=name))  # empty if the cached model came from another store
-curves = pd.concat(curves, ignore_index=True)
+    code('''inters = st.train_intermediates(backbone, tasks, f"{store}/intermediate", lr=inter_lr, epochs=inter_epochs,
+                                max_steps=S["inter_steps"], max_examples=S["inter_examples"], eval_every=S["eval_every"],
+                                max_eval_examples=S["max_eval_examples"], store=store, study=STUDY)
+records = {r["run_id"]: r for r in tft.results.load_records(store)}
+curves = [an.histories([records[i.meta["run_id"]]]).assign(intermediate=n)  # none if the cached model came from another store
+          for n, i in inters.items() if i.meta["run_id"] in records]
+curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["intermediate", "step", "loss", "dev_accuracy"])
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for name, c in curves.groupby("intermediate", sort=False):
     axes[0].plot(c.step, c.loss.rolling(10, min_periods=1).mean(), label=name)

@@ -1,0 +1,280 @@
+from nbtools import COLAB, INSTALL, code, md
+
+NAME = "08_compare_all.ipynb"
+
+CELLS = [
+    md(f"""
+# 08 · Every method side by side: one protocol, one leaderboard
+
+{COLAB.format(name=NAME)}
+
+**Learning goals.** After this notebook you can
+
+1. explain why results from different notebooks are not comparable, and what a common protocol
+   fixes (same data, seeds, evaluation sets and step budgets for every method);
+2. read a leaderboard with uncertainty: mean ± 95% CI over seeds, paired differences to a baseline,
+   in distribution and on held-out domains, in a low-data and a full-data regime;
+3. weigh accuracy against cost: trainable parameters, step time and the size of what must be stored;
+4. say which findings of the papers behind notebooks 02-07 held at our scale and which did not.
+
+The notebook reads the results store and **runs only what is missing** (finished runs are reused by
+fingerprint), so after `run.py study` it mostly reads; rerun it with other seeds and it trains only
+the new ones. Recap: notebooks 01-07 each taught one method with the settings that suit it; here
+every method gets the same protocol.
+"""),
+    code(INSTALL),
+    md("## Parameters"),
+    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone = "minilm"
+seeds = [0, 1, 2]                # ci mode uses the first one
+task = "reviews"
+store = "runs"
+entries = "all"                  # "all", or a list of entry names or families (see the protocol table)
+run_missing = True               # False: only read what the store holds
+low_data = 128                   # training reviews of the low-data regime
+low_steps = 64                   # optimiser steps of the low-data regime
+full_steps = 150                 # optimiser steps with every training review (2 epochs)
+fisher_n = 256                   # sentences for guided dropout's Fisher scores (as notebook 05)
+inter_lr = 1e-4                  # intermediate phase of the STILTs entries (as notebook 07)
+inter_epochs = 2''', tags=["parameters"]),
+    code('''import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+import tutorfinetune as tft
+from tutorfinetune import analysis as an
+from tutorfinetune import leaderboard as lb
+from tutorfinetune import notebook as nb
+from tutorfinetune import stilts as st
+from tutorfinetune import sublayer_fisher as sf
+
+info = nb.setup(mode, seeds)
+chosen = lb.entries(entries if isinstance(entries, str) and entries == "all" else tft.as_list(entries, str, "entries"))
+run_missing = nb.coerce_param("run_missing", run_missing, bool)
+for name in ("low_data", "low_steps", "full_steps", "fisher_n", "inter_epochs"):
+    globals()[name] = nb.coerce_param(name, globals()[name], int)
+inter_lr = nb.coerce_param("inter_lr", inter_lr, float)
+data = tft.load_task(task)
+S = nb.mode_settings(
+    mode,
+    ci=dict(seeds=info["seeds"][:1], regimes=lb.default_regimes("ci"), max_eval_examples=32, fisher_n=16,
+            inter_steps=8, inter_examples=200),
+    full=dict(seeds=info["seeds"], regimes=[lb.Regime("low-data", low_data, low_steps), lb.Regime("full-data", None, full_steps)],
+              max_eval_examples=None, fisher_n=fisher_n, inter_steps=None, inter_examples=None),
+)
+targets = data.meta["target_domains"]
+held_out = [f"shift:{d}" for d in targets]
+eval_sets = ["in-distribution"] + held_out
+base = tft.TrainConfig(batch_size=16, max_length=128, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+STUDY = "08_compare_all"
+sns.set_theme(style="whitegrid", context="notebook")
+pd.DataFrame([{"entry": e.name, "family": e.family, "lr": e.lr, "taught in": f"notebook {e.notebook}",
+               "how": "two phases (dense, then sparse)" if e.recipe == "lt-sft" else
+               ("intermediate model, then target" if e.family == "stilts" else "one run")} for e in chosen])'''),
+    md("""
+## 1. The protocol
+
+* **Data**: the bundled reviews; training on the four source domains, evaluation on the
+  in-distribution test and the three held-out domains (hotels, games, health).
+* **Regimes**: *low-data* (a stratified subsample of the training reviews, the same rows for a given
+  seed in every entry) and *full-data* (every review), each with a fixed number of optimiser steps.
+* **Seeds**: every entry runs the same seeds; a seed fixes the head initialisation, the subsample
+  and the data order, so differences between entries are **paired by seed**.
+* **Learning rate**: what each family is usually trained with here (full fine-tuning 1e-4, adapters
+  and the linear probe 1e-3); no per-entry tuning, which would favour the entries with more knobs.
+* What needs a one-off computation gets it once: the Fisher scores of guided dropout (cached per
+  backbone) and the intermediate models of STILTs (cached in the store, shared with notebook 07).
+"""),
+    code('''probe = tft.load_backbone(backbone, num_labels=data.num_labels)
+head_params = sum(p.numel() for p in probe.blocks.parameters("head"))
+total_params = sum(p.numel() for p in probe.model.parameters())
+needs = {n for e in chosen for n in e.needs}
+scores = (sf.sublayer_scores(probe, "contrastive", data.texts(), corpus=task, n=S["fisher_n"], seed=0)
+          if "scores" in needs else None)
+inter_names = [n for n in st.INTERMEDIATE_TASKS if n in needs]
+inters = (st.train_intermediates(backbone, st.intermediate_tasks(data, inter_names), f"{store}/intermediate", lr=inter_lr,
+                                 epochs=inter_epochs, max_steps=S["inter_steps"], max_examples=S["inter_examples"],
+                                 max_eval_examples=S["max_eval_examples"], store=store, study=STUDY)
+          if inter_names else {})
+res = lb.run_leaderboard(backbone, data, chosen, S["regimes"], S["seeds"], base=base, store=store, study=STUDY,
+                         scores=scores, intermediates=inters, run_missing=run_missing)
+cost = lb.costs(store, res.run_id.unique(), head_params)
+regimes = [r.name for r in S["regimes"]]
+print(f"{res.run_id.nunique()} runs: {len(chosen)} entries x {len(regimes)} regimes x {len(S['seeds'])} seeds "
+      f"(backbone: {total_params:,} parameters, head {head_params:,})")'''),
+    md("""
+## 2. The leaderboards
+
+One table per regime, sorted by the held-out mean (best first). Accuracy in %, mean ± 95% CI over
+seeds; *vs full FT* is the paired difference to full fine-tuning on the held-out mean, in points.
+Costs are medians over seeds: trainable parameters (the most that trained at any step), ms per
+optimiser step on this machine (noisy: `benchmarks/` measures ratios side by side), and MiB to
+store the result next to the pretrained backbone.
+"""),
+    code('''boards = {r: lb.leaderboard_table(res, cost, eval_sets, held_out, r) for r in regimes}
+for r, t in boards.items():
+    print(f"\\n{r} ({next(x for x in S['regimes'] if x.name == r).steps} steps)")
+    display(t)'''),
+    md("""
+## 3. Accuracy against what it costs
+
+Each point is an entry (mean over seeds, 95% CI bars), its trainable parameters on a log axis. The
+dashed line is full fine-tuning. Entries in the upper left buy accuracy cheaply.
+"""),
+    code('''acc = res[res.metric == "accuracy"]
+held = an.held_out_mean(acc, held_out, by=["entry", "family", "regime"])
+both = pd.concat([acc[acc.eval_set == "in-distribution"], held], ignore_index=True)
+agg = an.aggregate(both, by=("regime", "eval_set", "entry", "family"))
+agg = agg.merge(cost.groupby(["entry", "regime"], as_index=False)["trainable"].median(), on=["entry", "regime"])
+fams = list(dict.fromkeys(agg.family))
+colors = dict(zip(fams, sns.color_palette("deep", len(fams))))
+fig, axes = plt.subplots(len(regimes), 2, figsize=(13, 4.4 * len(regimes)), squeeze=False)
+for i, r in enumerate(regimes):
+    for j, ev in enumerate(["in-distribution", "held-out (mean)"]):
+        ax, sub = axes[i, j], agg[(agg.regime == r) & (agg.eval_set == ev)].sort_values("mean").copy()
+        # entries that train the same number of parameters are spread a little along x so that each stays readable
+        sub["x"] = sub.trainable * 1.12 ** sub.groupby("trainable").cumcount()
+        for f in fams:
+            s = sub[sub.family == f]
+            ax.errorbar(s.x, s["mean"], yerr=s.ci95.fillna(0), fmt="o", capsize=3, color=colors[f], label=f)
+        for row in sub.itertuples():
+            ax.annotate(row.entry, (row.x, row.mean), fontsize=7, xytext=(5, -3), textcoords="offset points")
+        ref = sub[sub.entry == "full fine-tuning"]
+        if len(ref):
+            ax.axhline(ref["mean"].iloc[0], ls="--", color="grey", lw=1)
+        ax.set(xscale="log", xlabel="trainable parameters (same counts spread apart slightly)",
+               ylabel="accuracy (mean, 95% CI)", title=f"{r}: {ev}")
+    axes[i, 0].legend(fontsize=7, loc="lower right")
+plt.tight_layout()
+plt.show()'''),
+    md("""
+## 4. In distribution vs each held-out domain
+
+The gap between the in-distribution test and each held-out domain, per entry: does any method
+shrink the domain gap, or does it move every column together?
+"""),
+    code('''mean_by = an.aggregate(acc, by=("regime", "entry", "eval_set"))
+fig, axes = plt.subplots(1, len(regimes), figsize=(7 * len(regimes), 0.38 * len(chosen) + 2), squeeze=False)
+for ax, r in zip(axes[0], regimes):
+    mat = mean_by[mean_by.regime == r].pivot(index="entry", columns="eval_set", values="mean")[eval_sets]
+    mat = mat.loc[boards[r].entry] if len(boards[r]) else mat
+    sns.heatmap(100 * mat, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "accuracy %"})
+    ax.set(title=f"{r}: mean accuracy per eval set", xlabel="", ylabel="")
+    ax.tick_params(axis="x", rotation=25)
+plt.tight_layout()
+plt.show()'''),
+    md("""
+### Explore: filter by family, regime and eval set
+
+A bar per entry with its 95% CI (static figure: every family, the first regime, the held-out mean).
+"""),
+    code('''full_rows = pd.concat([acc, held], ignore_index=True)
+
+
+def show_board(family, regime, eval_set):
+    sub = full_rows[(full_rows.regime == regime) & (full_rows.eval_set == eval_set)]
+    if family != "all":
+        sub = sub[sub.family == family]
+    a = an.aggregate(sub, by=("entry", "family")).sort_values("mean")
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(a) + 1.5))
+    ax.barh(a.entry, 100 * a["mean"], xerr=100 * a.ci95.fillna(0), color=[colors[f] for f in a.family], capsize=3)
+    ax.set(xlabel="accuracy % (mean, 95% CI)", title=f"{regime}, {eval_set}, family: {family}",
+           xlim=(max(0, 100 * (a["mean"] - a.ci95.fillna(0)).min() - 5), 100))
+
+
+nb.explore(show_board, {"family": ["all"] + fams, "regime": regimes, "eval_set": ["held-out (mean)"] + eval_sets})'''),
+    md("""
+## 5. The papers' findings at our scale
+
+Each row is a claim of a paper behind notebooks 02-07, tested on this run's leaderboard (paired by
+seed, held-out mean unless it says otherwise). "reproduced" needs the whole 95% interval above zero;
+for "at least as good" claims the verdict is "contradicted" only when the interval is below zero.
+"""),
+    code('''acc_in = acc[acc.eval_set == "in-distribution"]
+CLAIMS = [  # (paper, claim, entry, baseline, kind, data)
+    ("Houlsby/Pfeiffer (adapters)", "a task adapter is as good as full fine-tuning", "task adapter (rf 16)",
+     "full fine-tuning", "at least", held),
+    ("Liu et al. (FUN)", "gradual unfreezing of adapters helps on shifted data", "adapter + GU",
+     "task adapter (rf 16)", "greater", held),
+    ("Liu et al. (FUN)", "FUN is at least as good as standard adapter training", "adapter + FUN",
+     "task adapter (rf 16)", "at least", held),
+    ("Kumar et al. (LP-FT)", "probing the head first helps out of distribution", "adapter + LPFT",
+     "task adapter (rf 16)", "greater", held),
+    ("O'Neill & Dutta (GradDrop)", "GradDrop beats standard fine-tuning on shifted data", "GradDrop element p=0.3",
+     "full fine-tuning", "greater", held),
+    ("O'Neill & Dutta (GradDrop)", "GradDrop beats gradual unfreezing", "GradDrop element p=0.3", "full + GU",
+     "greater", held),
+    ("Sharma et al. (guided dropout)", "guided dropout beats standard dropout", "guided dropout", "full fine-tuning",
+     "greater", acc_in),
+    ("Sharma et al. (guided dropout)", "guided dropout beats Gaussian dropout", "guided dropout", "Gaussian dropout",
+     "greater", acc_in),
+    ("Ansell et al. (LT-SFT)", "a few percent of the entries come close to dense fine-tuning", "LT-SFT K=2%",
+     "full fine-tuning", "at least", acc_in),
+    ("Chang & Lu (STILTs)", "the synthetic real-vs-fake task helps the target", "STILTs: real-vs-fake",
+     "full fine-tuning", "greater", acc_in),
+    ("Phang et al. (STILTs)", "an intermediate task helps the target", "STILTs: domain", "full fine-tuning",
+     "greater", acc_in),
+]
+rows = []
+for paper, claim, a, b, kind, src in CLAIMS:
+    for r in regimes:
+        sub = src[src.regime == r]
+        if not {a, b} <= set(sub.entry):
+            continue
+        d = an.paired_difference(sub, a, b, by="entry")
+        rows.append({"paper": paper, "claim": claim, "regime": r, "eval": "in-dist." if src is acc_in else "held-out",
+                     "compared": f"{a} − {b}", "difference (points)": an.format_ci(d["mean"], d["ci95"]),
+                     "verdict": an.verdict(d, kind), "_a": a, "_b": b, "_d": d["mean"]})
+claims = pd.DataFrame(rows)
+shown = claims.drop(columns=[c for c in claims.columns if c.startswith("_")]) if len(claims) else claims
+shown'''),
+    md("## Measured summary\n\nBuilt from this run's numbers."),
+    code('''sentences = []
+for r in regimes:
+    t = boards[r]
+    if t.empty:
+        continue
+    top = t.iloc[0]
+    ft = t[t.entry == "full fine-tuning"]
+    sentences.append(f"{r}: best held-out mean {top['entry']} ({top['held-out mean']}%)"
+                     + (f", full fine-tuning {ft['held-out mean'].iloc[0]}%" if len(ft) else "") + ".")
+    sub = held[held.regime == r]
+    better, worse = [], []
+    for e in [x for x in sub.entry.unique() if x != "full fine-tuning"] if "full fine-tuning" in set(sub.entry) else []:
+        d = an.paired_difference(sub, e, "full fine-tuning", by="entry")
+        if np.isfinite(d["ci95"]) and d["lo"] > 0:
+            better.append(f"{e} ({an.format_ci(d['mean'], d['ci95'])})")
+        elif np.isfinite(d["ci95"]) and d["hi"] < 0:
+            worse.append(f"{e} ({an.format_ci(d['mean'], d['ci95'])})")
+    sentences.append(f"{r}, held-out vs full fine-tuning (paired, points): above beyond seed noise: "
+                     f"{'; '.join(better) or 'none'}; below: {'; '.join(worse) or 'none'}.")
+if len(claims):
+    rep = claims[claims.verdict.str.startswith("reproduced")]
+    con = claims[claims.verdict.str.startswith("contradicted")]
+    sentences.append(f"Of {len(claims)} claim x regime tests, {len(rep)} reproduced"
+                     + (f" ({'; '.join(sorted(set(rep.claim)))})" if len(rep) else "")
+                     + f", {len(con)} contradicted" + (f" ({'; '.join(sorted(set(con.claim)))})" if len(con) else "")
+                     + ", the rest within seed noise or consistent.")
+cheap = agg[(agg.eval_set == "held-out (mean)")].sort_values("trainable").groupby("regime").head(3)
+sentences.append("Cheapest entries by trainable parameters: " + "; ".join(
+    f"{x.entry} ({x.regime}, {int(x.trainable):,} parameters, held-out {100 * x.mean:.1f}%)" for x in cheap.itertuples()) + ".")
+nb.save_summary(STUDY, " ".join(sentences), shown, store=store, mode=mode)'''),
+    md("""
+### Discussion
+
+* **Read the intervals, not the ranks.** With three seeds, neighbours on the leaderboard are usually
+  within noise of each other; the paired column says which differences are real.
+* **Scale.** Every paper here worked with larger models, more data and far longer runs (thousands
+  of steps, often cross-lingual transfer); our runs are 64 and 150 steps of MiniLM on English domain
+  shift. A claim that does not hold here may still hold there; the method notebooks discuss why each
+  one might not transfer.
+* **One learning rate per family.** Tuning every entry would shift the board, mostly for methods
+  with more knobs; the fixed protocol keeps the comparison fair but not optimal for any entry.
+* **Costs.** Step times come from this run's machine and include the methods' own work (FUN's
+  Fisher passes, LT-SFT's two phases), but not one-off work (guided dropout's Fisher scores, the
+  STILTs intermediate model). Stored size counts what must be kept beside the pretrained backbone.
+* In `mode="ci"` (what CI runs) every entry trains 8 steps on 64 reviews with one seed and capped
+  evaluation sets: the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+"""),
+]

@@ -1,0 +1,105 @@
+"""A notebook's widget in a real browser: Voilà serves notebook 00 on localhost, headless Chromium opens it,
+the test checks that the widget renders and that changing it redraws its output, and saves screenshots
+(``artifacts/`` or ``$TUTORFINETUNE_ARTIFACTS``) as CI artifacts.
+
+Needs Debian's ``chromium`` (``.ci/run`` installs it where apt is available) and the dev extras ``voila`` and
+``playwright`` (only the Python driver: the browser is Debian's, never downloaded). Skips with a message
+where one is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "00_start_here.ipynb"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Voilà exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "api", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"Voilà did not answer at {url} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found: install Debian's chromium (apt-get install chromium) to run the browser test.")
+    pytest.importorskip("voila", reason="voila is not installed: pip install -e '.[dev]'")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
+    artifacts = Path(os.environ.get("TUTORFINETUNE_ARTIFACTS", REPO / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    served = tmp_path / NOTEBOOK.name  # run it beside its own store, never in the repository
+    shutil.copy(NOTEBOOK, served)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = dict(os.environ, TUTORFINETUNE_PROGRESS="auto", MPLBACKEND="module://matplotlib_inline.backend_inline")
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "voila", str(served), "--no-browser", f"--port={port}",
+                             "--Voila.ip=127.0.0.1", "--show_tracebacks=True"], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(url, proc, 60)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url, timeout=240_000)  # Voilà runs the whole notebook (ci defaults) before it shows it
+            select = page.wait_for_selector(".widget-dropdown select", timeout=240_000)
+            img = page.wait_for_selector(".widget-interact .widget-output img", timeout=60_000)
+            before = img.get_attribute("src")
+            text_before = page.inner_text(".widget-interact .widget-output")
+            first = select.evaluate("s => s.value")
+            options = select.evaluate("s => Array.from(s.options).map(o => o.textContent)")
+            assert len(options) >= 2, options
+            page.screenshot(path=str(artifacts / "browser-00-before.png"), full_page=True)
+            other = next(o for o in options if o != select.evaluate("s => s.options[s.selectedIndex].textContent"))
+            page.select_option(".widget-dropdown select", label=other)
+            page.wait_for_function(
+                "src => { const i = document.querySelector('.widget-interact .widget-output img');"
+                " return i && i.getAttribute('src') !== src; }", arg=before, timeout=60_000)
+            text = page.inner_text(".widget-interact .widget-output")
+            page.screenshot(path=str(artifacts / "browser-00-after.png"), full_page=True)
+            browser.close()
+        assert first is not None and text != text_before  # new examples printed for the domain just picked
+        assert (artifacts / "browser-00-after.png").stat().st_size > 10_000
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.copy(tmp_path / "voila.log", artifacts / "browser-voila.log")

@@ -1,0 +1,58 @@
+"""The common-protocol leaderboard: entries, reuse of finished runs, costs, the table."""
+
+import pytest
+
+import tutorfinetune as tft
+from tutorfinetune import leaderboard as lb
+from tutorfinetune import results
+
+
+def test_entries_by_name_and_family():
+    assert len(lb.entries("all")) == len(lb.ENTRIES) >= 15
+    fams = {e.family for e in lb.ENTRIES}
+    assert {"baseline", "adapters", "unfreezing", "graddrop", "dropout", "sparse", "stilts"} <= fams
+    gd = lb.entries(["graddrop"])
+    assert gd and all(e.family == "graddrop" for e in gd)
+    assert [e.name for e in lb.entries(["linear probe", "full fine-tuning"])] == ["linear probe", "full fine-tuning"]
+    with pytest.raises(lb.LeaderboardError, match="Did you mean 'linear probe'"):
+        lb.entries(["linear prob"])
+
+
+def test_run_reuse_costs_and_table(tmp_path, toy_task):
+    store = tmp_path / "runs"
+    chosen = lb.entries(["full fine-tuning", "linear probe", "LT-SFT K=2%"])
+    regimes = [lb.Regime("low-data", 40, 3)]
+    base = tft.TrainConfig(batch_size=8, max_length=32, eval_sets=["dev", "test"])
+    df = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb")
+    assert set(df.entry) == {e.name for e in chosen} and df.run_id.nunique() == 6
+    n_records = len(results.load_records(store))
+    assert n_records == 8  # LT-SFT trains twice (dense + sparse) per seed
+    again = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb")
+    assert len(results.load_records(store)) == n_records  # everything reused
+    assert set(again.run_id) == set(df.run_id)
+    read = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1, 2], base=base, store=store, study="lb",
+                              run_missing=False)
+    assert set(read.run_id) == set(df.run_id) and len(results.load_records(store)) == n_records
+    bb = tft.load_backbone("tiny")
+    head = sum(p.numel() for p in bb.blocks.parameters("head"))
+    cost = lb.costs(store, df.run_id.unique(), head).set_index(["entry", "seed"])
+    assert cost.loc[("linear probe", 0), "trainable"] == head
+    assert cost.loc[("linear probe", 0), "stored_mib"] == pytest.approx(4 * head / 2 ** 20)
+    k = int(df[df.entry == "LT-SFT K=2%"]["k"].dropna().iloc[0])
+    assert cost.loc[("LT-SFT K=2%", 0), "trainable"] == k + head
+    assert cost.loc[("LT-SFT K=2%", 0), "stored_mib"] == pytest.approx((8 * k + 4 * head) / 2 ** 20)
+    assert cost.loc[("LT-SFT K=2%", 0), "steps"] == 6  # both phases counted
+    full = sum(p.numel() for p in bb.model.parameters())
+    assert cost.loc[("full fine-tuning", 0), "trainable"] == full
+    table = lb.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "low-data")
+    assert list(table.columns[:4]) == ["entry", "family", "seeds", "test"]
+    assert "vs full FT (held-out, paired)" in table and table.seeds.eq(2).all()
+    assert lb.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "no-such-regime").empty
+
+
+def test_entries_that_need_context_say_so(tmp_path, toy_task):
+    base = tft.TrainConfig(batch_size=8, max_length=32, eval_sets=["test"])
+    for name, match in (("guided dropout", "Fisher scores"), ("STILTs: domain", "intermediate model")):
+        with pytest.raises(lb.LeaderboardError, match=match):
+            lb.run_leaderboard("tiny", toy_task, lb.entries([name]), [lb.Regime("r", 40, 2)], [0], base=base,
+                               store=tmp_path)
