@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -46,8 +47,10 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"Voilà exited with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(url + "api", timeout=2):
+            with urllib.request.urlopen(url + "voila/static/", timeout=2):
                 return
+        except urllib.error.HTTPError:  # any HTTP answer: the server is up
+            return
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"Voilà did not answer at {url} within {timeout} s")
@@ -84,17 +87,22 @@ def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
             first = select.evaluate("s => s.value")
             options = select.evaluate("s => Array.from(s.options).map(o => o.textContent)")
             assert len(options) >= 2, options
-            page.screenshot(path=str(artifacts / "browser-00-before.png"), full_page=True)
+            widget = page.locator(".widget-interact").first
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(artifacts / "browser-00-widget-before.png"))
             other = next(o for o in options if o != select.evaluate("s => s.options[s.selectedIndex].textContent"))
             page.select_option(".widget-dropdown select", label=other)
             page.wait_for_function(
                 "src => { const i = document.querySelector('.widget-interact .widget-output img');"
                 " return i && i.getAttribute('src') !== src; }", arg=before, timeout=60_000)
             text = page.inner_text(".widget-interact .widget-output")
-            page.screenshot(path=str(artifacts / "browser-00-after.png"), full_page=True)
+            page.wait_for_timeout(500)  # let the new figure finish painting
+            widget.screenshot(path=str(artifacts / "browser-00-widget-after.png"))
+            page.screenshot(path=str(artifacts / "browser-00-page.png"))
             browser.close()
         assert first is not None and text != text_before  # new examples printed for the domain just picked
-        assert (artifacts / "browser-00-after.png").stat().st_size > 10_000
+        shots = [(artifacts / f"browser-00-widget-{w}.png").read_bytes() for w in ("before", "after")]
+        assert len(shots[1]) > 10_000 and shots[0] != shots[1]  # the rendered widget changed on screen
     finally:
         proc.terminate()
         try:

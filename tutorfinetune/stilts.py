@@ -270,7 +270,8 @@ def cached_intermediate(
     meths = resolve(methods)
     _check_intermediate_methods(meths)
     key = _intermediate_key(backbone, task, config, meths)
-    path = Path(folder) / f"{task.name}-{key}"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in task.name)[:60]
+    path = Path(folder) / f"{safe}-{key}"
     if (path / "meta.json").is_file():
         inter = Intermediate.load(path)
         if inter.id == key:

@@ -44,8 +44,8 @@ sns.set_theme(style="whitegrid", context="notebook")'''),
 `load_task` returns a `Task`: a table of texts with a label and tags (`split`, `domain`, `lang`), the
 label names, and **named evaluation sets**. The bundled `reviews` task is English review sentiment
 (negative / positive) written for this project. Four *source* domains provide the training data;
-two *held-out* domains never appear in training; the in-domain test is also translated into
-German, Spanish and French. See `data/README.md` for the data card.
+three *held-out* domains (hotels, games, health) never appear in training; the in-domain test is
+also translated into German, Spanish and French. See `data/README.md` for the data card.
 """),
     code('''data = tft.load_task(task)
 print(data)
