@@ -168,6 +168,16 @@ def test_target_starts_from_the_intermediate_encoder_with_a_fresh_head(mc_task, 
         assert torch.equal(v, fresh_head[k])  # the head is the target's own fresh one
     out = st.stilts("tiny", None, toy_task, cfg, intermediate=inter, store=None)
     assert out.result.tags["intermediate"] == inter.id and out.result.method == "from-intermediate+full"
+    # the pooler ablation keeps the target's own pretrained pooler and carries the rest
+    again = tft.load_backbone("tiny", num_labels=2, seed=5)
+    pooler = {k: v.clone() for k, v in again.model.bert.pooler.state_dict().items()}
+    ablate = st.FromIntermediate(inter, carry_pooler=False)
+    ablate.prepare(again.model, again.blocks)
+    now = st.encoder_state(again.model)
+    assert all(torch.equal(now[f"pooler.{k}"], v) for k, v in pooler.items())
+    assert torch.equal(now["encoder.layer.0.attention.self.query.weight"],
+                       inter.state["encoder.layer.0.attention.self.query.weight"])
+    assert "carry_pooler" not in plug.describe() and ablate.describe()["carry_pooler"] is False
 
 
 def test_stilts_recipe_records_both_phases(tmp_path, mc_task, toy_task, cfg):

@@ -295,26 +295,33 @@ class FromIntermediate(Method):
         check_backbone: refuse a target model whose architecture or checkpoint differs from the one
             the intermediate model was trained from (default; turn off only for the same model under
             another path).
+        carry_pooler: also carry BERT's pooler (default [D]: it is part of the base model, and Phang
+            et al. replace only the output layer); False keeps the target's pretrained pooler (an ablation).
     """
 
     name = "from-intermediate"
     stage = -10  # before adapters (0) and schedules (10): they see the carried encoder
 
     def __init__(self, intermediate: Intermediate | str | os.PathLike, carry_head: bool = False,
-                 check_backbone: bool = True) -> None:
+                 check_backbone: bool = True, carry_pooler: bool = True) -> None:
         if isinstance(intermediate, (str, os.PathLike)):
             intermediate = Intermediate.load(intermediate)
         if not isinstance(intermediate, Intermediate):
             raise MethodError(f"'from-intermediate' needs an Intermediate (train_intermediate) or its folder, got "
                               f"{type(intermediate).__name__}.")
-        super().__init__(intermediate=intermediate.id, carry_head=bool(carry_head), check_backbone=bool(check_backbone))
+        super().__init__(intermediate=intermediate.id, carry_head=bool(carry_head), check_backbone=bool(check_backbone),
+                         carry_pooler=bool(carry_pooler))
         self.intermediate = intermediate
         self.carry_head = bool(carry_head)
         self.check_backbone = bool(check_backbone)
+        self.carry_pooler = bool(carry_pooler)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "intermediate": self.intermediate.id, "intermediate_task": self.intermediate.task,
-                "carry_head": self.carry_head}
+        out = {"name": self.name, "intermediate": self.intermediate.id, "intermediate_task": self.intermediate.task,
+               "carry_head": self.carry_head}
+        if not self.carry_pooler:  # only when set, so that runs with the default keep their fingerprints
+            out["carry_pooler"] = False
+        return out
 
     def check_compatible(self, others: list[Method]) -> None:
         if any(isinstance(o, FromIntermediate) for o in others):
@@ -339,7 +346,8 @@ class FromIntermediate(Method):
                 f"The intermediate encoder does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}, "
                 f"other shapes {shapes[:3]}. Use the backbone it was trained from ({inter.meta.get('backbone')!r}).")
         for k, t in own.items():
-            t.copy_(inter.state[k].to(t.device, t.dtype))
+            if self.carry_pooler or not k.startswith("pooler."):
+                t.copy_(inter.state[k].to(t.device, t.dtype))
         if self.carry_head:
             if inter.head is None:
                 raise STILTsError(

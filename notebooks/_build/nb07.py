@@ -41,7 +41,9 @@ inter_lr = 1e-4                  # intermediate phase: Chang & Lu use 2 epochs a
 inter_epochs = 2
 inter_examples = 0               # cap on intermediate training examples (0: all)
 n_fakes = 3                      # generated endings per real one (Chang & Lu: 3)
-corpus = "unlabelled"            # text for the synthetic task: "unlabelled" (bundled) or "unlabelled+train"''',
+corpus = "unlabelled"            # text for the synthetic task: "unlabelled" (bundled) or "unlabelled+train"
+pooler_ablation = True           # also run real-vs-fake with the target's own pretrained pooler (an ablation of a [D])
+probe_steps = 150                # the linear-probe diagnostic of section 6 (0 to skip)''',
          tags=["parameters"]),
     code('''import matplotlib.pyplot as plt
 import numpy as np
@@ -58,7 +60,8 @@ info = nb.setup(mode, seeds)
 intermediates = tft.as_list(intermediates, str, "intermediates")
 target_sizes = tft.as_list(target_sizes, int, "target_sizes")
 lrs = tft.as_list(lrs, float, "lrs")
-for name in ("min_steps", "inter_epochs", "inter_examples", "n_fakes"):
+pooler_ablation = nb.coerce_param("pooler_ablation", pooler_ablation, bool)
+for name in ("min_steps", "inter_epochs", "inter_examples", "n_fakes", "probe_steps"):
     globals()[name] = nb.coerce_param(name, globals()[name], int)
 inter_lr = nb.coerce_param("inter_lr", inter_lr, float)
 target_epochs = nb.coerce_param("target_epochs", target_epochs, float)
@@ -178,11 +181,17 @@ so that the runs pair up cell by cell (same learning rate, same seed, same head 
 training subsample). A run is one point in the violins below.
 """),
     code('''names = ["none"] + intermediates
+ABLATION = "real-vs-fake, pooler reset"
+conditions = names + ([ABLATION] if pooler_ablation and "real-vs-fake" in inters else [])
 
 
 def methods_for(settings):
     name = settings["intermediate"]
-    return ["full"] if name == "none" else [st.FromIntermediate(inters[name])]
+    if name == "none":
+        return ["full"]
+    if name == ABLATION:  # the encoder of the real-vs-fake model, the target's own pretrained pooler
+        return [st.FromIntermediate(inters["real-vs-fake"], carry_pooler=False)]
+    return [st.FromIntermediate(inters[name])]
 
 
 runs = []
@@ -190,7 +199,7 @@ for n in S["sizes"]:
     steps = S["target_steps"] or max(min_steps, int(np.ceil(target_epochs * n / 16)))
     cfg = tft.TrainConfig(batch_size=16, max_length=128, max_steps=steps, max_train_examples=n,
                           max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-    runs.append(tft.study.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"lr": S["lrs"], "intermediate": names},
+    runs.append(tft.study.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"lr": S["lrs"], "intermediate": conditions},
                                 methods_factory=methods_for, store=store, study=STUDY, tags={"n_train": n, "phase": "target"}))
 res = pd.concat(runs, ignore_index=True)
 res["n_train"] = res["n_train"].astype(int)
@@ -203,7 +212,7 @@ spread.drop(columns=["mean", "ci95", "sd", "min", "max"])'''),
 for i, n in enumerate(S["sizes"]):
     for j, ev in enumerate(["in-distribution", "held-out (mean)"]):
         sub = both[(both.n_train == n) & (both.eval_set == ev)]
-        an.plot_distributions(sub, x="intermediate", order=names, ax=axes[i, j],
+        an.plot_distributions(sub, x="intermediate", order=conditions, ax=axes[i, j],
                               title=f"{n} training reviews, {ev}: {len(S['lrs']) * len(S['seeds'])} runs each "
                                     f"({len(S['lrs'])} lr x {len(S['seeds'])} seeds)")
 plt.tight_layout()
@@ -224,7 +233,7 @@ rate marked (static figure: the first intermediate at the smallest size).
     plt.tight_layout()
 
 
-nb.explore(show_runs, {"intermediate": intermediates, "target_size": S["sizes"]})'''),
+nb.explore(show_runs, {"intermediate": conditions[1:], "target_size": S["sizes"]})'''),
     md("""
 ## 5. Mean, spread and best run: Chang & Lu's claims next to ours
 
@@ -238,7 +247,7 @@ difference smaller than the mean difference.
 for n in S["sizes"]:
     for ev in ["in-distribution", "held-out (mean)"]:
         sub = both[(both.n_train == n) & (both.eval_set == ev)]
-        for name in intermediates:
+        for name in conditions[1:]:
             d = an.paired_difference(sub, name, "none", by="intermediate", pair_on="cell")
             sp = an.paired_spread(sub, name, "none", by="intermediate", pair_on="cell")
             rows.append({"target reviews": n, "eval": ev, "intermediate": name,
@@ -286,6 +295,34 @@ for ax, n in zip(axes[0], S["sizes"]):
 plt.tight_layout()
 plt.show()'''),
     md("""
+## 6. Why? What the intermediate task left in the encoder
+
+The target phase can repair an encoder only as far as its steps allow. A **linear probe** trains the
+head alone on a frozen encoder, so its accuracy measures how much sentiment the encoder's features
+still carry, before any repair: the pretrained encoder against each intermediate model's. If an
+intermediate task overwrote the features sentiment needs, the probe shows it directly. The
+pooler-reset ablation above asks whether our choice to carry BERT's pooler [D] is to blame.
+"""),
+    code('''if probe_steps:
+    probe_n = max(S["sizes"])
+    pcfg = tft.TrainConfig(lr=1e-3, batch_size=16, max_length=128, max_steps=S["target_steps"] or probe_steps,
+                           max_train_examples=probe_n, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+    probes = tft.study.sweep(
+        backbone, data, pcfg, seeds=S["seeds"], grid={"intermediate": names}, store=store, study=STUDY,
+        methods_factory=lambda s: ["linear-probe"] if s["intermediate"] == "none"
+        else [st.FromIntermediate(inters[s["intermediate"]]), "linear-probe"], tags={"n_train": probe_n, "phase": "probe"})
+    pheld = an.held_out_mean(probes, eval_sets[1:], by=["intermediate"])
+    pboth = pd.concat([probes[probes.eval_set == "in-distribution"], pheld], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    an.plot_comparison(pboth, x="eval_set", hue="intermediate", ax=ax, baseline=0.5,
+                       title=f"linear probe on each encoder ({probe_n} reviews, frozen encoder, {pcfg.max_steps} steps)")
+    plt.show()
+    probe_agg = an.aggregate(pboth, by=("eval_set", "intermediate"))
+    display(an.ci_table(pboth, rows="intermediate"))
+else:
+    probe_agg = None
+    print("probe_steps = 0: no probe.")'''),
+    md("""
 ## Exercises
 
 1. With `n_fakes = 3`, what accuracy does guessing give on the real-vs-fake task? (two decimals)
@@ -322,6 +359,10 @@ for n in S["sizes"]:
     for _, c in claims[(claims["target reviews"] == n)].iterrows():
         sentences.append(f"{c.intermediate} vs none at {n} reviews ({c['eval']}): mean {c['mean vs none']} points "
                          f"({c['mean verdict']}), std {c['std vs none']} ({c['more stable']}), best {c['best vs none']}.")
+if probe_agg is not None:
+    pi = probe_agg[probe_agg.eval_set == "in-distribution"]
+    sentences.append(f"A linear probe on each frozen encoder ({probe_n} reviews, in distribution): " + ", ".join(
+        f"{r.intermediate} {an.format_ci(r.mean, r.ci95)}%" for r in pi.itertuples()) + ".")
 if not (claims["mean verdict"] == "reproduced").any():
     sentences.append("No intermediate task raised the mean over the grid beyond seed noise in this run.")
 nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode)'''),
