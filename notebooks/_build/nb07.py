@@ -381,6 +381,12 @@ nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode)'''),
   thousands of examples and a 36-run grid per pair; we use MiniLM, about 1,400 synthetic examples,
   tens to hundreds of target reviews and a 3 × 3 grid. Their effect on the *mean* came largely from
   unstable restarts of a large model on small data; a 22M-parameter model fails less often.
+* **Transfer can be negative.** An intermediate task rewrites the encoder towards the features *it*
+  rewards: topic words for domain classification, fluency for real-vs-fake. MiniLM's own last
+  training (sentence similarity) already suits sentiment, and a short target phase may not undo the
+  rewrite. Pruksachatkun et al. (ACL 2020) saw many intermediate tasks hurt RoBERTa too. Section 6's
+  probe measures how much sentiment each encoder still holds; the pooler-reset runs test whether our
+  choice to carry the pooler [D] is to blame.
 * **Same text, two tasks.** Both intermediate tasks are built from the same unlabelled reviews, so a
   difference between them comes from the task, not from seeing in-domain text. Neither saw a
   sentiment label.
