@@ -292,3 +292,14 @@ def test_rte_as_user_intermediate_task(cfg, toy_task):
     out = st.stilts("tiny", rte, toy_task, cfg, intermediate_config=cfg.replace(max_eval_examples=32), store=None)
     assert out.intermediate.meta["kind"] == "classification" and out.intermediate.task == "rte"
     assert "dev" in out.intermediate.meta["metrics"]
+
+
+def test_intermediate_phase_takes_plugins_that_update_the_encoder(mc_task, toy_task, cfg):
+    inter = st.train_intermediate("tiny", mc_task, cfg, methods=["full", ("graddrop", {"p": 0.3})], store=None)
+    assert inter.meta["methods"][1]["name"] == "graddrop"
+    pre = st.encoder_state(tft.load_backbone("tiny", head="multiple-choice").model)
+    assert any(not torch.equal(pre[k], v) for k, v in inter.state.items())
+    out = st.stilts("tiny", None, toy_task, cfg, intermediate=inter, methods=[("guided-dropout", {"scores": {
+        s.name: float(i + 1) for i, s in enumerate(tft.sublayer_fisher.dropout_sites(
+            tft.load_backbone("tiny").model, tft.load_backbone("tiny").blocks))}})], store=None)
+    assert out.result.artifacts["guided-dropout"]["map"]
