@@ -129,17 +129,17 @@ agg = an.aggregate(both, by=("regime", "eval_set", "entry", "family"))
 agg = agg.merge(cost.groupby(["entry", "regime"], as_index=False)["trainable"].median(), on=["entry", "regime"])
 fams = list(dict.fromkeys(agg.family))
 colors = dict(zip(fams, sns.color_palette("deep", len(fams))))
-fig, axes = plt.subplots(len(regimes), 2, figsize=(13, 4.4 * len(regimes)), squeeze=False)
+fig, axes = plt.subplots(len(regimes), 2, figsize=(15, 5.2 * len(regimes)), squeeze=False)
 for i, r in enumerate(regimes):
     for j, ev in enumerate(["in-distribution", "held-out (mean)"]):
         ax, sub = axes[i, j], agg[(agg.regime == r) & (agg.eval_set == ev)].sort_values("mean").copy()
         # entries that train the same number of parameters are spread a little along x so that each stays readable
-        sub["x"] = sub.trainable * 1.12 ** sub.groupby("trainable").cumcount()
+        sub["x"] = sub.trainable * 1.4 ** sub.groupby("trainable").cumcount()
         for f in fams:
             s = sub[sub.family == f]
             ax.errorbar(s.x, s["mean"], yerr=s.ci95.fillna(0), fmt="o", capsize=3, color=colors[f], label=f)
         for row in sub.itertuples():
-            ax.annotate(row.entry, (row.x, row.mean), fontsize=7, xytext=(5, -3), textcoords="offset points")
+            ax.annotate(row.entry, (row.x, row.mean), fontsize=7, xytext=(4, 4), textcoords="offset points", rotation=35)
         ref = sub[sub.entry == "full fine-tuning"]
         if len(ref):
             ax.axhline(ref["mean"].iloc[0], ls="--", color="grey", lw=1)
@@ -250,15 +250,29 @@ for r in regimes:
     sentences.append(f"{r}, held-out vs full fine-tuning (paired, points): above beyond seed noise: "
                      f"{'; '.join(better) or 'none'}; below: {'; '.join(worse) or 'none'}.")
 if len(claims):
-    rep = claims[claims.verdict.str.startswith("reproduced")]
-    con = claims[claims.verdict.str.startswith("contradicted")]
-    sentences.append(f"Of {len(claims)} claim x regime tests, {len(rep)} reproduced"
-                     + (f" ({'; '.join(sorted(set(rep.claim)))})" if len(rep) else "")
-                     + f", {len(con)} contradicted" + (f" ({'; '.join(sorted(set(con.claim)))})" if len(con) else "")
-                     + ", the rest within seed noise or consistent.")
-cheap = agg[(agg.eval_set == "held-out (mean)")].sort_values("trainable").groupby("regime").head(3)
-sentences.append("Cheapest entries by trainable parameters: " + "; ".join(
-    f"{x.entry} ({x.regime}, {int(x.trainable):,} parameters, held-out {100 * x.mean:.1f}%)" for x in cheap.itertuples()) + ".")
+    def listed(rows):
+        return "; ".join(f"{r['claim']} ({r['regime']}, {r['difference (points)']})" for _, r in rows.iterrows()) or "none"
+
+    held_up = claims[claims.verdict.str.startswith(("reproduced", "consistent"))]
+    failed = claims[claims.verdict.str.startswith("contradicted")]
+    unclear = claims[~claims.index.isin(held_up.index) & ~claims.index.isin(failed.index)]
+    sentences.append(f"Of {len(claims)} claim x regime tests, {len(held_up)} held ({listed(held_up)}); "
+                     f"{len(failed)} were contradicted ({listed(failed)}); {len(unclear)} could not be told from "
+                     "seed noise.")
+for r in regimes:
+    sub = held[held.regime == r]
+    if "full fine-tuning" not in set(sub.entry):
+        continue
+    ok = []
+    for e in sub.entry.unique():
+        d = an.paired_difference(sub, e, "full fine-tuning", by="entry") if e != "full fine-tuning" else None
+        if d is None or not np.isfinite(d["ci95"]) or d["hi"] >= 0:
+            c = cost[(cost.entry == e) & (cost.regime == r)]
+            ok.append((float(c.trainable.median()), float(c.stored_mib.median()), e, d))
+    t, mib, e, d = min(ok)
+    sentences.append(f"{r}: the cheapest entry not below full fine-tuning on held-out domains is {e} "
+                     f"({int(t):,} trainable parameters, {mib:.1f} MiB to store"
+                     + (f", {an.format_ci(d['mean'], d['ci95'])} points" if d is not None else "") + ").")
 nb.save_summary(STUDY, " ".join(sentences), shown, store=store, mode=mode)'''),
     md("""
 ### Discussion
