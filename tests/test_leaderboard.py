@@ -56,3 +56,12 @@ def test_entries_that_need_context_say_so(tmp_path, toy_task):
         with pytest.raises(lb.LeaderboardError, match=match):
             lb.run_leaderboard("tiny", toy_task, lb.entries([name]), [lb.Regime("r", 40, 2)], [0], base=base,
                                store=tmp_path)
+
+
+def test_random_mask_entry_trains_once_per_seed_with_a_random_mask(tmp_path, toy_task):
+    base = tft.TrainConfig(batch_size=8, max_length=32, eval_sets=["test"])
+    df = lb.run_leaderboard("tiny", toy_task, lb.entries(["random-mask SFT K=2%"]), [lb.Regime("r", 40, 2)], [0],
+                            base=base, store=tmp_path, study="lb")
+    recs = results.load_records(tmp_path)
+    assert len(recs) == 1 and recs[0]["method"] == "random-sft" and recs[0]["tags"]["selection"] == "random"
+    assert df.run_id.nunique() == 1

@@ -116,7 +116,11 @@ ENTRIES: list[Entry] = [
           lambda c: ["adapter", ("fun", {"k": auto_k(c["steps"], c["units_adapter"]), "fisher_batches": 10})],
           notebook="03"),
     Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03"),
+    Entry("full + FUN", "unfreezing", 1e-4,
+          lambda c: [("fun", {"k": auto_k(c["steps"], c["units_full"]), "fisher_batches": 10})], notebook="03"),
     Entry("GradDrop element p=0.3", "graddrop", 1e-4, lambda c: ["full", ("graddrop", {"p": 0.3})], notebook="04"),
+    Entry("GradDrop epoch p=0.3", "graddrop", 1e-4,
+          lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "epoch"})], notebook="04"),
     Entry("GradDrop layer p=0.3", "graddrop", 1e-4,
           lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "layer"})], notebook="04"),
     Entry("GU + GradDrop p=0.3", "graddrop", 1e-4, lambda c: _gu("full")(c) + [("graddrop", {"p": 0.3})],
@@ -124,6 +128,8 @@ ENTRIES: list[Entry] = [
     Entry("guided dropout", "dropout", 1e-4, _guided, notebook="05", needs=("scores",)),
     Entry("Gaussian dropout", "dropout", 1e-4, lambda c: [("gaussian-dropout", {"p": 0.1})], notebook="05"),
     Entry("LT-SFT K=2%", "sparse", 1e-4, recipe="lt-sft", notebook="06", options={"k": 0.02}),
+    Entry("random-mask SFT K=2%", "sparse", 1e-4, recipe="lt-sft", notebook="06",
+          options={"k": 0.02, "selection": "random"}),
     Entry("STILTs: real-vs-fake", "stilts", 1e-4, _from("real-vs-fake"), notebook="07", needs=("real-vs-fake",)),
     Entry("STILTs: domain", "stilts", 1e-4, _from("domain"), notebook="07", needs=("domain",)),
 ]
@@ -221,7 +227,7 @@ def run_leaderboard(
                     bb = backbone_for_task(backbone, task, seed=seed)
                     with outer_bar():
                         out = lt_sft(bb, task, cfg.replace(seed=seed), k=entry.options.get("k", 0.02), store=store,
-                                     study=study, tags=tags)
+                                     study=study, tags=tags, selection=entry.options.get("selection", "lottery"))
                     rid = out.result.run_id
                     del bb
                 if rid:

@@ -211,6 +211,8 @@ CLAIMS = [  # (paper, claim, entry, baseline, kind, data)
      "greater", acc_in),
     ("Ansell et al. (LT-SFT)", "a few percent of the entries come close to dense fine-tuning", "LT-SFT K=2%",
      "full fine-tuning", "at least", acc_in),
+    ("Ansell et al. (LT-SFT)", "lottery-ticket entries beat a random mask of the same size", "LT-SFT K=2%",
+     "random-mask SFT K=2%", "greater", acc_in),
     ("Chang & Lu (STILTs)", "the synthetic real-vs-fake task helps the target", "STILTs: real-vs-fake",
      "full fine-tuning", "greater", acc_in),
     ("Phang et al. (STILTs)", "an intermediate task helps the target", "STILTs: domain", "full fine-tuning",
