@@ -33,9 +33,38 @@ def test_stored_without_outputs_and_with_parameters(path):
 
 
 def test_notebooks_match_their_sources():
-    out = subprocess.run([sys.executable, str(REPO / "notebooks/_build/build.py"), "--check"], capture_output=True,
+    out = subprocess.run([sys.executable, str(REPO / "notebooks/build.py"), "--check"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _build_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebooks_build", REPO / "notebooks/build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_build_fills_the_colab_and_install_placeholders(tmp_path):
+    build = _build_module()
+    src = tmp_path / "99_demo.py"
+    src.write_text('# %% [markdown]\n# # Demo\n#\n# {{colab}}\n\n# %%\n# {{install}}\n\n'
+                   '# %% tags=["parameters"]\nmode = "ci"\n\n# %%\nx = 1\n\n\ny = 2\nx + y\n')
+    cells = build.notebook(build.read_source(src))
+    assert [c["cell_type"] for c in cells["cells"]] == ["markdown", "code", "code", "code"]
+    assert [c["id"] for c in cells["cells"]] == ["c00", "c01", "c02", "c03"]
+    assert build.COLAB.format(name="99_demo.ipynb") in "".join(cells["cells"][0]["source"])
+    assert "".join(cells["cells"][1]["source"]) == build.INSTALL
+    assert cells["cells"][2]["metadata"] == {"tags": ["parameters"]}
+    assert "".join(cells["cells"][3]["source"]) == "x = 1\n\n\ny = 2\nx + y"
+    src.write_text("# %% [markdown]\n# # No badge\n\n# %%\n# {{install}}\n")
+    with pytest.raises(ValueError, match="colab"):
+        build.read_source(src)
+    src.write_text("# %% [markdown]\n# {{colab}}\n\n# %%\n# {{install}}\nx = 1\n")
+    with pytest.raises(ValueError, match="cell of its own"):
+        build.read_source(src)
 
 
 @pytest.mark.slow

@@ -1,30 +1,30 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 08 · Every method side by side: one protocol, one leaderboard
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. explain why results from different notebooks are not comparable, and what a common protocol
+#    fixes (same data, seeds, evaluation sets and step budgets for every method);
+# 2. read a leaderboard with uncertainty: mean ± 95% CI over seeds, paired differences to a baseline,
+#    in distribution and on held-out domains, in a low-data and a full-data regime;
+# 3. weigh accuracy against cost: trainable parameters, step time and the size of what must be stored;
+# 4. say which findings of the papers behind notebooks 02-07 held at our scale and which did not.
+#
+# The notebook reads the results store and **runs only what is missing** (finished runs are reused by
+# fingerprint), so after `run.py study` it mostly reads; rerun it with other seeds and it trains only
+# the new ones. Recap: notebooks 01-07 each taught one method with the settings that suit it; here
+# every method gets the same protocol.
 
-NAME = "08_compare_all.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 08 · Every method side by side: one protocol, one leaderboard
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. explain why results from different notebooks are not comparable, and what a common protocol
-   fixes (same data, seeds, evaluation sets and step budgets for every method);
-2. read a leaderboard with uncertainty: mean ± 95% CI over seeds, paired differences to a baseline,
-   in distribution and on held-out domains, in a low-data and a full-data regime;
-3. weigh accuracy against cost: trainable parameters, step time and the size of what must be stored;
-4. say which findings of the papers behind notebooks 02-07 held at our scale and which did not.
-
-The notebook reads the results store and **runs only what is missing** (finished runs are reused by
-fingerprint), so after `run.py study` it mostly reads; rerun it with other seeds and it trains only
-the new ones. Recap: notebooks 01-07 each taught one method with the settings that suit it; here
-every method gets the same protocol.
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # ci mode uses the first one
 task = "reviews"
@@ -36,8 +36,10 @@ low_steps = 64                   # optimiser steps of the low-data regime
 full_steps = 150                 # optimiser steps with every training review (2 epochs)
 fisher_n = 256                   # sentences for guided dropout's Fisher scores (as notebook 05)
 inter_lr = 1e-4                  # intermediate phase of the STILTs entries (as notebook 07)
-inter_epochs = 2''', tags=["parameters"]),
-    code('''import matplotlib.pyplot as plt
+inter_epochs = 2
+
+# %%
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -71,22 +73,24 @@ STUDY = "08_compare_all"
 sns.set_theme(style="whitegrid", context="notebook")
 pd.DataFrame([{"entry": e.name, "family": e.family, "lr": e.lr, "taught in": f"notebook {e.notebook}",
                "how": "two phases (dense, then sparse)" if e.recipe == "lt-sft" else
-               ("intermediate model, then target" if e.family == "stilts" else "one run")} for e in chosen])'''),
-    md("""
-## 1. The protocol
+               ("intermediate model, then target" if e.family == "stilts" else "one run")} for e in chosen])
 
-* **Data**: the bundled reviews; training on the four source domains, evaluation on the
-  in-distribution test and the three held-out domains (hotels, games, health).
-* **Regimes**: *low-data* (a stratified subsample of the training reviews, the same rows for a given
-  seed in every entry) and *full-data* (every review), each with a fixed number of optimiser steps.
-* **Seeds**: every entry runs the same seeds; a seed fixes the head initialisation, the subsample
-  and the data order, so differences between entries are **paired by seed**.
-* **Learning rate**: what each family is usually trained with here (full fine-tuning 1e-4, adapters
-  and the linear probe 1e-3); no per-entry tuning, which would favour the entries with more knobs.
-* What needs a one-off computation gets it once: the Fisher scores of guided dropout (cached per
-  backbone) and the intermediate models of STILTs (cached in the store, shared with notebook 07).
-"""),
-    code('''probe = tft.load_backbone(backbone, num_labels=data.num_labels)
+# %% [markdown]
+# ## 1. The protocol
+#
+# * **Data**: the bundled reviews; training on the four source domains, evaluation on the
+#   in-distribution test and the three held-out domains (hotels, games, health).
+# * **Regimes**: *low-data* (a stratified subsample of the training reviews, the same rows for a given
+#   seed in every entry) and *full-data* (every review), each with a fixed number of optimiser steps.
+# * **Seeds**: every entry runs the same seeds; a seed fixes the head initialisation, the subsample
+#   and the data order, so differences between entries are **paired by seed**.
+# * **Learning rate**: what each family is usually trained with here (full fine-tuning 1e-4, adapters
+#   and the linear probe 1e-3); no per-entry tuning, which would favour the entries with more knobs.
+# * What needs a one-off computation gets it once: the Fisher scores of guided dropout (cached per
+#   backbone) and the intermediate models of STILTs (cached in the store, shared with notebook 07).
+
+# %%
+probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 head_params = sum(p.numel() for p in probe.blocks.parameters("head"))
 total_params = sum(p.numel() for p in probe.model.parameters())
 needs = {n for e in chosen for n in e.needs}
@@ -102,27 +106,31 @@ res = lb.run_leaderboard(backbone, data, chosen, S["regimes"], S["seeds"], base=
 cost = lb.costs(store, res.run_id.unique(), head_params)
 regimes = [r.name for r in S["regimes"]]
 print(f"{res.run_id.nunique()} runs: {len(chosen)} entries x {len(regimes)} regimes x {len(S['seeds'])} seeds "
-      f"(backbone: {total_params:,} parameters, head {head_params:,})")'''),
-    md("""
-## 2. The leaderboards
+      f"(backbone: {total_params:,} parameters, head {head_params:,})")
 
-One table per regime, sorted by the held-out mean (best first). Accuracy in %, mean ± 95% CI over
-seeds; *vs full FT* is the paired difference to full fine-tuning on the held-out mean, in points.
-Costs are medians over seeds: trainable parameters (the most that trained at any step), ms per
-optimiser step on this machine (noisy: `benchmarks/` measures ratios side by side), and MiB to
-store the result next to the pretrained backbone.
-"""),
-    code('''boards = {r: lb.leaderboard_table(res, cost, eval_sets, held_out, r) for r in regimes}
+# %% [markdown]
+# ## 2. The leaderboards
+#
+# One table per regime, sorted by the held-out mean (best first). Accuracy in %, mean ± 95% CI over
+# seeds; *vs full FT* is the paired difference to full fine-tuning on the held-out mean, in points.
+# Costs are medians over seeds: trainable parameters (the most that trained at any step), ms per
+# optimiser step on this machine (noisy: `benchmarks/` measures ratios side by side), and MiB to
+# store the result next to the pretrained backbone.
+
+# %%
+boards = {r: lb.leaderboard_table(res, cost, eval_sets, held_out, r) for r in regimes}
 for r, t in boards.items():
-    print(f"\\n{r} ({next(x for x in S['regimes'] if x.name == r).steps} steps)")
-    display(t)'''),
-    md("""
-## 3. Accuracy against what it costs
+    print(f"\n{r} ({next(x for x in S['regimes'] if x.name == r).steps} steps)")
+    display(t)
 
-Each point is an entry (mean over seeds, 95% CI bars), its trainable parameters on a log axis. The
-dashed line is full fine-tuning. Entries in the upper left buy accuracy cheaply.
-"""),
-    code('''acc = res[res.metric == "accuracy"]
+# %% [markdown]
+# ## 3. Accuracy against what it costs
+#
+# Each point is an entry (mean over seeds, 95% CI bars), its trainable parameters on a log axis. The
+# dashed line is full fine-tuning. Entries in the upper left buy accuracy cheaply.
+
+# %%
+acc = res[res.metric == "accuracy"]
 held = an.held_out_mean(acc, held_out, by=["entry", "family", "regime"])
 both = pd.concat([acc[acc.eval_set == "in-distribution"], held], ignore_index=True)
 agg = an.aggregate(both, by=("regime", "eval_set", "entry", "family"))
@@ -147,14 +155,16 @@ for i, r in enumerate(regimes):
                ylabel="accuracy (mean, 95% CI)", title=f"{r}: {ev}")
     axes[i, 0].legend(fontsize=7, loc="lower right")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 4. In distribution vs each held-out domain
+plt.show()
 
-The gap between the in-distribution test and each held-out domain, per entry: does any method
-shrink the domain gap, or does it move every column together?
-"""),
-    code('''mean_by = an.aggregate(acc, by=("regime", "entry", "eval_set"))
+# %% [markdown]
+# ## 4. In distribution vs each held-out domain
+#
+# The gap between the in-distribution test and each held-out domain, per entry: does any method
+# shrink the domain gap, or does it move every column together?
+
+# %%
+mean_by = an.aggregate(acc, by=("regime", "entry", "eval_set"))
 fig, axes = plt.subplots(1, len(regimes), figsize=(7 * len(regimes), 0.38 * len(chosen) + 2), squeeze=False)
 for ax, r in zip(axes[0], regimes):
     mat = mean_by[mean_by.regime == r].pivot(index="entry", columns="eval_set", values="mean")[eval_sets]
@@ -163,13 +173,15 @@ for ax, r in zip(axes[0], regimes):
     ax.set(title=f"{r}: mean accuracy per eval set", xlabel="", ylabel="")
     ax.tick_params(axis="x", rotation=25)
 plt.tight_layout()
-plt.show()'''),
-    md("""
-### Explore: filter by family, regime and eval set
+plt.show()
 
-A bar per entry with its 95% CI (static figure: every family, the first regime, the held-out mean).
-"""),
-    code('''full_rows = pd.concat([acc, held], ignore_index=True)
+# %% [markdown]
+# ### Explore: filter by family, regime and eval set
+#
+# A bar per entry with its 95% CI (static figure: every family, the first regime, the held-out mean).
+
+# %%
+full_rows = pd.concat([acc, held], ignore_index=True)
 
 
 def show_board(family, regime, eval_set):
@@ -183,15 +195,17 @@ def show_board(family, regime, eval_set):
            xlim=(max(0, 100 * (a["mean"] - a.ci95.fillna(0)).min() - 5), 100))
 
 
-nb.explore(show_board, {"family": ["all"] + fams, "regime": regimes, "eval_set": ["held-out (mean)"] + eval_sets})'''),
-    md("""
-## 5. The papers' findings at our scale
+nb.explore(show_board, {"family": ["all"] + fams, "regime": regimes, "eval_set": ["held-out (mean)"] + eval_sets})
 
-Each row is a claim of a paper behind notebooks 02-07, tested on this run's leaderboard (paired by
-seed, held-out mean unless it says otherwise). "reproduced" needs the whole 95% interval above zero;
-for "at least as good" claims the verdict is "contradicted" only when the interval is below zero.
-"""),
-    code('''acc_in = acc[acc.eval_set == "in-distribution"]
+# %% [markdown]
+# ## 5. The papers' findings at our scale
+#
+# Each row is a claim of a paper behind notebooks 02-07, tested on this run's leaderboard (paired by
+# seed, held-out mean unless it says otherwise). "reproduced" needs the whole 95% interval above zero;
+# for "at least as good" claims the verdict is "contradicted" only when the interval is below zero.
+
+# %%
+acc_in = acc[acc.eval_set == "in-distribution"]
 CLAIMS = [  # (paper, claim, entry, baseline, kind, data)
     ("Houlsby/Pfeiffer (adapters)", "a task adapter is as good as full fine-tuning", "task adapter (rf 16)",
      "full fine-tuning", "at least", held),
@@ -230,9 +244,15 @@ for paper, claim, a, b, kind, src in CLAIMS:
                      "verdict": an.verdict(d, kind), "_a": a, "_b": b, "_d": d["mean"]})
 claims = pd.DataFrame(rows)
 shown = claims.drop(columns=[c for c in claims.columns if c.startswith("_")]) if len(claims) else claims
-shown'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''sentences = []
+shown
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+sentences = []
 for r in regimes:
     t = boards[r]
     if t.empty:
@@ -275,22 +295,21 @@ for r in regimes:
     sentences.append(f"{r}: the cheapest entry not below full fine-tuning on held-out domains is {e} "
                      f"({int(t):,} trainable parameters, {mib:.1f} MiB to store"
                      + (f", {an.format_ci(d['mean'], d['ci95'])} points" if d is not None else "") + ").")
-nb.save_summary(STUDY, " ".join(sentences), shown, store=store, mode=mode)'''),
-    md("""
-### Discussion
+nb.save_summary(STUDY, " ".join(sentences), shown, store=store, mode=mode)
 
-* **Read the intervals, not the ranks.** With three seeds, neighbours on the leaderboard are usually
-  within noise of each other; the paired column says which differences are real.
-* **Scale.** Every paper here worked with larger models, more data and far longer runs (thousands
-  of steps, often cross-lingual transfer); our runs are 64 and 150 steps of MiniLM on English domain
-  shift. A claim that does not hold here may still hold there; the method notebooks discuss why each
-  one might not transfer.
-* **One learning rate per family.** Tuning every entry would shift the board, mostly for methods
-  with more knobs; the fixed protocol keeps the comparison fair but not optimal for any entry.
-* **Costs.** Step times come from this run's machine and include the methods' own work (FUN's
-  Fisher passes, LT-SFT's two phases), but not one-off work (guided dropout's Fisher scores, the
-  STILTs intermediate model). Stored size counts what must be kept beside the pretrained backbone.
-* In `mode="ci"` (what CI runs) every entry trains 8 steps on 64 reviews with one seed and capped
-  evaluation sets: the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * **Read the intervals, not the ranks.** With three seeds, neighbours on the leaderboard are usually
+#   within noise of each other; the paired column says which differences are real.
+# * **Scale.** Every paper here worked with larger models, more data and far longer runs (thousands
+#   of steps, often cross-lingual transfer); our runs are 64 and 150 steps of MiniLM on English domain
+#   shift. A claim that does not hold here may still hold there; the method notebooks discuss why each
+#   one might not transfer.
+# * **One learning rate per family.** Tuning every entry would shift the board, mostly for methods
+#   with more knobs; the fixed protocol keeps the comparison fair but not optimal for any entry.
+# * **Costs.** Step times come from this run's machine and include the methods' own work (FUN's
+#   Fisher passes, LT-SFT's two phases), but not one-off work (guided dropout's Fisher scores, the
+#   STILTs intermediate model). Stored size counts what must be kept beside the pretrained backbone.
+# * In `mode="ci"` (what CI runs) every entry trains 8 steps on 64 reviews with one seed and capped
+#   evaluation sets: the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.

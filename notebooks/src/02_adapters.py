@@ -1,32 +1,32 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 02 · Adapters: task adapters, domain adapters, and the MAD-X swap
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. explain what a bottleneck adapter is, where it sits in a transformer block, and how few
+#    parameters it trains;
+# 2. train a task adapter with AdapterHub's `adapters` library through the same `tft.train` loop, and
+#    compare it with full fine-tuning in-distribution and under domain shift, with few and with all
+#    labelled examples, over seeds with 95% confidence intervals;
+# 3. trade accuracy against trainable parameters with the reduction factor;
+# 4. run MAD-X: adapters trained with masked language modelling on unlabelled text of each domain,
+#    a task adapter stacked on the source adapter, and the zero-shot *swap* to the target domain's
+#    adapter at test time; and say whether the swap helps.
+#
+# Recap from 01: full fine-tuning is the baseline; `reviews` has four source domains, held-out
+# domains (`shift:<domain>`) and translations. The default backbone is English-only, so MAD-X's
+# original setting, *languages*, needs a multilingual backbone (section 5).
 
-NAME = "02_adapters.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 02 · Adapters: task adapters, domain adapters, and the MAD-X swap
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. explain what a bottleneck adapter is, where it sits in a transformer block, and how few
-   parameters it trains;
-2. train a task adapter with AdapterHub's `adapters` library through the same `tft.train` loop, and
-   compare it with full fine-tuning in-distribution and under domain shift, with few and with all
-   labelled examples, over seeds with 95% confidence intervals;
-3. trade accuracy against trainable parameters with the reduction factor;
-4. run MAD-X: adapters trained with masked language modelling on unlabelled text of each domain,
-   a task adapter stacked on the source adapter, and the zero-shot *swap* to the target domain's
-   adapter at test time; and say whether the swap helps.
-
-Recap from 01: full fine-tuning is the baseline; `reviews` has four source domains, held-out
-domains (`shift:<domain>`) and translations. The default backbone is English-only, so MAD-X's
-original setting, *languages*, needs a multilingual backbone (section 5).
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # ci mode uses the first two
 task = "reviews"
@@ -36,8 +36,10 @@ adapter_lr = 1e-3                # adapters train few parameters and want a larg
 reduction_factors = [64, 16, 4]  # the bottleneck is hidden size / r
 low_data = 128                   # examples in the low-data regime
 mlm_steps = 300                  # masked-LM steps per domain adapter
-num_epochs = 3''', tags=["parameters"]),
-    code('''import matplotlib.pyplot as plt
+num_epochs = 3
+
+# %%
+import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
@@ -66,21 +68,23 @@ base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max
                        max_eval_examples=S["max_eval_examples"],
                        eval_sets=[s for s in data.eval_set_specs if not s.startswith(("shift:de", "shift:es", "shift:fr"))])
 STUDY = "02_adapters"
-sns.set_theme(style="whitegrid", context="notebook")'''),
-    md(r"""
-## 1. What an adapter is
+sns.set_theme(style="whitegrid", context="notebook")
 
-A bottleneck adapter (Houlsby et al. 2019; the "Pfeiffer" / MAD-X variant used here) is a small
-module inserted after the feed-forward sublayer of every transformer block:
+# %% [markdown]
+# ## 1. What an adapter is
+#
+# A bottleneck adapter (Houlsby et al. 2019; the "Pfeiffer" / MAD-X variant used here) is a small
+# module inserted after the feed-forward sublayer of every transformer block:
+#
+# $$h \leftarrow h + W_\text{up}\,\operatorname{ReLU}(W_\text{down}\, h), \qquad
+# W_\text{down} \in \mathbb{R}^{(d/r) \times d},\; W_\text{up} \in \mathbb{R}^{d \times (d/r)}$$
+#
+# with reduction factor $r$. The pretrained weights stay frozen; only the adapters and the head train.
+# Because of the residual connection, an adapter whose up-projection is near zero leaves the
+# pretrained network unchanged, so training starts from the pretrained function.
 
-$$h \leftarrow h + W_\text{up}\,\operatorname{ReLU}(W_\text{down}\, h), \qquad
-W_\text{down} \in \mathbb{R}^{(d/r) \times d},\; W_\text{up} \in \mathbb{R}^{d \times (d/r)}$$
-
-with reduction factor $r$. The pretrained weights stay frozen; only the adapters and the head train.
-Because of the residual connection, an adapter whose up-projection is near zero leaves the
-pretrained network unchanged, so training starts from the pretrained function.
-"""),
-    code('''bb = tft.load_backbone(backbone, num_labels=data.num_labels)
+# %%
+bb = tft.load_backbone(backbone, num_labels=data.num_labels)
 hidden = bb.model.config.hidden_size
 an.plot_bottleneck(hidden, 16)
 plt.show()
@@ -89,15 +93,17 @@ probe.prepare(bb.model, bb.blocks)
 params = bb.parameter_summary()
 display(adapter_summary(bb.model))
 share = params.set_index("unit").loc["all", "trainable"] / params.set_index("unit").loc["all", "total"]
-print(f"With a task adapter (r=16) {share:.2%} of {backbone}'s parameters train (adapter + head).")'''),
-    md("""
-## 2. Task adapter vs full fine-tuning
+print(f"With a task adapter (r=16) {share:.2%} of {backbone}'s parameters train (adapter + head).")
 
-The same loop, the same data, the same seeds; only the method (and its learning rate) changes.
-`methods=["adapter"]` adds AdapterHub's `SeqBnConfig(reduction_factor=16)` and freezes the rest;
-the printed summary shows what trains. Two regimes: few labelled examples and all of them.
-"""),
-    code('''rows = []
+# %% [markdown]
+# ## 2. Task adapter vs full fine-tuning
+#
+# The same loop, the same data, the same seeds; only the method (and its learning rate) changes.
+# `methods=["adapter"]` adds AdapterHub's `SeqBnConfig(reduction_factor=16)` and freezes the rest;
+# the printed summary shows what trains. Two regimes: few labelled examples and all of them.
+
+# %%
+rows = []
 for regime, n in S["regimes"].items():
     cfg = base.replace(max_train_examples=n)
     for method, lr in (("full", full_lr), ("adapter", adapter_lr)):
@@ -105,21 +111,25 @@ for regime, n in S["regimes"].items():
                              store=store, study=STUDY, tags={"experiment": "vs-full", "regime": regime})
         rows.append(df.assign(regime=regime))
 vs = pd.concat(rows, ignore_index=True)
-an.ci_table(vs.assign(setting=vs.method + " / " + vs.regime), rows="setting")'''),
-    code('''order = [s for s in base.eval_sets if s != "dev"]
+an.ci_table(vs.assign(setting=vs.method + " / " + vs.regime), rows="setting")
+
+# %%
+order = [s for s in base.eval_sets if s != "dev"]
 fig, axes = plt.subplots(1, len(S["regimes"]), figsize=(6 * len(S["regimes"]), 4), squeeze=False)
 for ax, regime in zip(axes[0], S["regimes"]):
     an.plot_comparison(vs[vs.regime == regime], x="eval_set", hue="method", order=order, ax=ax,
                        title=f"{regime} (n={len(S['seeds'])} seeds)",
                        baseline=tft.data.majority_baseline(data, "in-distribution"))
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 3. The reduction factor: accuracy against trainable parameters
+plt.show()
 
-A smaller reduction factor means a wider bottleneck: more parameters, more capacity.
-"""),
-    code('''n_small = S["regimes"]["low-data"]
+# %% [markdown]
+# ## 3. The reduction factor: accuracy against trainable parameters
+#
+# A smaller reduction factor means a wider bottleneck: more parameters, more capacity.
+
+# %%
+n_small = S["regimes"]["low-data"]
 rf_runs = tft.study.sweep(backbone, data, base.replace(lr=adapter_lr, max_train_examples=n_small),
                           seeds=S["rf_seeds"], grid={"reduction_factor": S["rfs"]},
                           methods_factory=lambda s: [("adapter", {"reduction_factor": s["reduction_factor"]})],
@@ -142,14 +152,17 @@ ax.set_xlabel("adapter parameters (all blocks)")
 ax.set_ylabel("in-distribution accuracy")
 ax.set_title(f"{n_small} training examples")
 plt.show()
-rf_agg.round(4)'''),
-    md("""
-### Explore: the reduction factor
+rf_agg.round(4)
 
-Pick a reduction factor: the diagram shows the bottleneck to scale, with its parameter count and,
-when the store has runs for it, the measured accuracy. (Static figure: r=16.)
-"""),
-    code('''def show_rf(reduction_factor):
+
+# %% [markdown]
+# ### Explore: the reduction factor
+#
+# Pick a reduction factor: the diagram shows the bottleneck to scale, with its parameter count and,
+# when the store has runs for it, the measured accuracy. (Static figure: r=16.)
+
+# %%
+def show_rf(reduction_factor):
     fig, ax = plt.subplots(figsize=(6, 4))
     row = rf_agg[rf_agg.reduction_factor == reduction_factor]
     acc = f"; in-distribution accuracy {an.format_ci(row['mean'].iloc[0], row['ci95'].iloc[0])}%" if len(row) else ""
@@ -157,23 +170,25 @@ when the store has runs for it, the measured accuracy. (Static figure: r=16.)
                        title=f"r={reduction_factor:g}: {adapter_params(reduction_factor):,} adapter parameters{acc}")
 
 
-nb.explore(show_rf, {"reduction_factor": sorted(set(S["rfs"]) | {2.0, 8.0, 16.0, 32.0})}, static={"reduction_factor": 16.0})'''),
-    md("""
-## 4. MAD-X with domains: domain adapters and the swap
+nb.explore(show_rf, {"reduction_factor": sorted(set(S["rfs"]) | {2.0, 8.0, 16.0, 32.0})}, static={"reduction_factor": 16.0})
 
-MAD-X (Pfeiffer et al. 2020) trains a *language* adapter per language with masked language
-modelling (MLM) on unlabelled text, trains the task adapter stacked on the source language's
-adapter, and at test time swaps in the target language's adapter. With an English backbone we do
-the same with **domains**: a `source` adapter on the source domains' unlabelled reviews, one
-adapter per held-out domain, and the swap at evaluation.
+# %% [markdown]
+# ## 4. MAD-X with domains: domain adapters and the swap
+#
+# MAD-X (Pfeiffer et al. 2020) trains a *language* adapter per language with masked language
+# modelling (MLM) on unlabelled text, trains the task adapter stacked on the source language's
+# adapter, and at test time swaps in the target language's adapter. With an English backbone we do
+# the same with **domains**: a `source` adapter on the source domains' unlabelled reviews, one
+# adapter per held-out domain, and the swap at evaluation.
+#
+# Our choices, marked [D] in METHODS.md: MiniLM ships no MLM head. BERT's MLM decoder is tied to the
+# word embeddings, so we warm up only the small transform and output bias with the body frozen
+# ("mlm-warm"), then train each domain adapter with that head frozen. Domain adapters use reduction
+# factor 2 like MAD-X's language adapters, but without invertible embedding adapters, and are trained
+# for a few hundred steps on a few hundred sentences, not on Wikipedia.
 
-Our choices, marked [D] in METHODS.md: MiniLM ships no MLM head. BERT's MLM decoder is tied to the
-word embeddings, so we warm up only the small transform and output bias with the body frozen
-("mlm-warm"), then train each domain adapter with that head frozen. Domain adapters use reduction
-factor 2 like MAD-X's language adapters, but without invertible embedding adapters, and are trained
-for a few hundred steps on a few hundred sentences, not on Wikipedia.
-"""),
-    code('''madx = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr, max_train_examples=S["regimes"]["low-data"]),
+# %%
+madx = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr, max_train_examples=S["regimes"]["low-data"]),
                                 seeds=S["seeds"], backbone=backbone, warm_steps=S["warm_steps"],
                                 mlm_steps=S["mlm_steps"], store=store, study=STUDY)
 targets = data.meta["target_domains"]
@@ -184,8 +199,10 @@ acc["eval_set"] = acc.eval_set.str.replace("|source-adapter", "", regex=False)
 shifted = acc[acc.eval_set.isin([f"shift:{d}" for d in targets])]
 an.plot_comparison(shifted, x="eval_set", hue="adapter at test", title="Held-out domains: keep the source adapter or swap?")
 plt.show()
-an.ci_table(shifted, rows="adapter at test")'''),
-    code('''import json
+an.ci_table(shifted, rows="adapter at test")
+
+# %%
+import json
 from pathlib import Path
 
 log = json.loads((Path(madx.cache.iloc[0]) / "mlm_log.json").read_text()) if "cache" in madx else {}
@@ -198,43 +215,47 @@ if log:
     ax.set_ylabel("MLM loss (moving avg)")
     ax.set_title("Warming the MLM head, then training each domain adapter")
     ax.legend(fontsize=8)
-    plt.show()'''),
-    md("""
-## 5. The real thing: cross-lingual MAD-X with a multilingual backbone
+    plt.show()
 
-MAD-X was made for languages. The same recipe runs with `by="lang"`: an English `source` adapter,
-one adapter per language trained on the bundled German, Spanish and French text, the task adapter
-trained on English, and the target language's adapter swapped in for `shift:de/es/fr`. It needs a
-multilingual backbone, and so a machine that can reach the Hugging Face hub (this one cannot):
+# %% [markdown]
+# ## 5. The real thing: cross-lingual MAD-X with a multilingual backbone
+#
+# MAD-X was made for languages. The same recipe runs with `by="lang"`: an English `source` adapter,
+# one adapter per language trained on the bundled German, Spanish and French text, the task adapter
+# trained on English, and the target language's adapter swapped in for `shift:de/es/fr`. It needs a
+# multilingual backbone, and so a machine that can reach the Hugging Face hub (this one cannot):
+#
+# ```python
+# # papermill notebooks/02_adapters.ipynb out.ipynb -p backbone bert-base-multilingual-cased -p mode full
+# madx_lang = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr), seeds=[0, 1, 2],
+#                                      backbone="bert-base-multilingual-cased",  # or "xlm-roberta-base"
+#                                      by="lang", store=store, study=STUDY)
+# ```
+#
+# mBERT and XLM-R ship their MLM heads, which are loaded instead of warmed. With `minilm` the
+# translated sets stay near the majority class whatever adapter is swapped in (notebook 01).
 
-```python
-# papermill notebooks/02_adapters.ipynb out.ipynb -p backbone bert-base-multilingual-cased -p mode full
-madx_lang = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr), seeds=[0, 1, 2],
-                                     backbone="bert-base-multilingual-cased",  # or "xlm-roberta-base"
-                                     by="lang", store=store, study=STUDY)
-```
-
-mBERT and XLM-R ship their MLM heads, which are loaded instead of warmed. With `minilm` the
-translated sets stay near the majority class whatever adapter is swapped in (notebook 01).
-"""),
-    code('''if backbone != "minilm" and backbone != "tiny":
+# %%
+if backbone != "minilm" and backbone != "tiny":
     madx_lang = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr, eval_sets=[]), seeds=S["seeds"],
                                          backbone=backbone, by="lang", warm_steps=S["warm_steps"],
                                          mlm_steps=S["mlm_steps"], store=store, study=STUDY)
     display(an.ci_table(madx_lang))
 else:
-    print("Cross-lingual MAD-X skipped: set backbone to a multilingual model (needs hub access).")'''),
-    md("""
-## Exercises
+    print("Cross-lingual MAD-X skipped: set backbone to a multilingual model (needs hub access).")
 
-1. How many parameters does one bottleneck adapter with reduction factor 16 add to *one* block of
-   this backbone? (Hint: two weight matrices and two bias vectors.)
-2. In the low-data regime, by how many points does the task adapter's mean in-distribution accuracy
-   differ from full fine-tuning's? (adapter minus full, e.g. `-1.5`)
-3. Did swapping in the target domain's adapter raise mean accuracy on *every* held-out domain?
-   (`True`/`False`)
-"""),
-    code('''answer_1 = None
+# %% [markdown]
+# ## Exercises
+#
+# 1. How many parameters does one bottleneck adapter with reduction factor 16 add to *one* block of
+#    this backbone? (Hint: two weight matrices and two bias vectors.)
+# 2. In the low-data regime, by how many points does the task adapter's mean in-distribution accuracy
+#    differ from full fine-tuning's? (adapter minus full, e.g. `-1.5`)
+# 3. Did swapping in the target domain's adapter raise mean accuracy on *every* held-out domain?
+#    (`True`/`False`)
+
+# %%
+answer_1 = None
 answer_2 = None
 answer_3 = None
 
@@ -245,9 +266,15 @@ gap_low = round(100 * (low.loc["adapter", "mean"] - low.loc["full", "mean"]), 1)
 nb.check("Exercise 2", answer_2, gap_low, tol=0.15, hint="Aggregate vs for the low-data regime by method.")
 sw = an.aggregate(shifted, by=("eval_set", "adapter at test")).pivot(index="eval_set", columns="adapter at test", values="mean")
 swap_helps = bool((sw["target adapter (swap)"] > sw["source adapter"]).all())
-nb.check("Exercise 3", answer_3, swap_helps, hint="Compare the two bars of each held-out domain.")'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''sentences = []
+nb.check("Exercise 3", answer_3, swap_helps, hint="Compare the two bars of each held-out domain.")
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+sentences = []
 for regime in S["regimes"]:
     a = an.aggregate(vs[vs.regime == regime], by=("method", "eval_set"))
     f_ind, a_ind = an.cell(a, method="full", eval_set="in-distribution"), an.cell(a, method="adapter", eval_set="in-distribution")
@@ -271,22 +298,21 @@ for d in targets:
                                                                         "the source adapter", unit="accuracy",
                                                                         prep="with"))
 nb.save_summary(STUDY, " ".join(sentences), an.ci_table(vs.assign(setting=vs.method + " / " + vs.regime), rows="setting"),
-                store=store, mode=mode)'''),
-    md("""
-### Discussion
+                store=store, mode=mode)
 
-* Adapters train a few percent of the parameters, and the summary above says whether that costs
-  accuracy on this data, in which regime, and whether the difference exceeds seed noise. On small
-  data a frozen body can be a regulariser; with more data full fine-tuning's extra capacity usually
-  shows. Whatever this run found, it is the answer for *this* backbone and data, not a law.
-* The swap can only help if the target domain's adapter changes the representation in a way the
-  task adapter can use. Our domain adapters see a few hundred sentences for a few hundred steps with
-  a warmed (weak) MLM head; MAD-X's language adapters saw Wikipedia. A swap that does not help here
-  says more about that budget than about MAD-X.
-* Reading the numbers: test sets hold a few hundred reviews, so a one-point difference is within
-  their sampling error even when seed CIs are tight.
-* In `mode="ci"` (what CI runs) every run is cut to 30 steps, two seeds, 20 masked-LM steps per
-  domain adapter, and at most 120 reviews per evaluation set: the numbers show that the pipeline
-  works, not which method wins. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * Adapters train a few percent of the parameters, and the summary above says whether that costs
+#   accuracy on this data, in which regime, and whether the difference exceeds seed noise. On small
+#   data a frozen body can be a regulariser; with more data full fine-tuning's extra capacity usually
+#   shows. Whatever this run found, it is the answer for *this* backbone and data, not a law.
+# * The swap can only help if the target domain's adapter changes the representation in a way the
+#   task adapter can use. Our domain adapters see a few hundred sentences for a few hundred steps with
+#   a warmed (weak) MLM head; MAD-X's language adapters saw Wikipedia. A swap that does not help here
+#   says more about that budget than about MAD-X.
+# * Reading the numbers: test sets hold a few hundred reviews, so a one-point difference is within
+#   their sampling error even when seed CIs are tight.
+# * In `mode="ci"` (what CI runs) every run is cut to 30 steps, two seeds, 20 masked-LM steps per
+#   domain adapter, and at most 120 reviews per evaluation set: the numbers show that the pipeline
+#   works, not which method wins. Quote `mode="full"`.

@@ -1,30 +1,30 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 05 · Guided dropout: dropout rates from the Fisher information of pretraining
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. explain the Fisher information as the curvature of a loss, and why a sublayer in a *sharp*
+#    direction of the pretraining loss might deserve *less* dropout when fine-tuning;
+# 2. compute per-sublayer Fisher scores of a pretraining-style loss once per backbone
+#    (`tft.sublayer_fisher.sublayer_scores`), turn them into a dropout map, and train with it:
+#    `methods=[("guided-dropout", {"scores": scores, "p_upper": 0.1})]`;
+# 3. compare standard, guided and Gaussian dropout across training-set sizes, in distribution and on
+#    held-out domains, with 95% confidence intervals over seeds, and judge what "task-agnostic"
+#    means when the Fisher source changes.
+#
+# The method is Sharma et al., "Information Guided Regularization for Fine-tuning Language Models"
+# (COLM 2024, arXiv:2406.14005); its rules are in METHODS.md §3. Where we deviate, it says [D].
 
-NAME = "05_guided_dropout.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 05 · Guided dropout: dropout rates from the Fisher information of pretraining
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. explain the Fisher information as the curvature of a loss, and why a sublayer in a *sharp*
-   direction of the pretraining loss might deserve *less* dropout when fine-tuning;
-2. compute per-sublayer Fisher scores of a pretraining-style loss once per backbone
-   (`tft.sublayer_fisher.sublayer_scores`), turn them into a dropout map, and train with it:
-   `methods=[("guided-dropout", {{"scores": scores, "p_upper": 0.1}})]`;
-3. compare standard, guided and Gaussian dropout across training-set sizes, in distribution and on
-   held-out domains, with 95% confidence intervals over seeds, and judge what "task-agnostic"
-   means when the Fisher source changes.
-
-The method is Sharma et al., "Information Guided Regularization for Fine-tuning Language Models"
-(COLM 2024, arXiv:2406.14005); its rules are in METHODS.md §3. Where we deviate, it says [D].
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # ci mode uses the first one
 task = "reviews"
@@ -38,8 +38,10 @@ fisher_n = 256                   # sentences in the Fisher estimate
 warm_steps = 200                 # MLM head warm-up steps for "mlm-warm"
 lr = 1e-4
 num_epochs = 3
-min_steps = 60                   # small training sets still get this many optimiser steps''', tags=["parameters"]),
-    code('''import math
+min_steps = 60                   # small training sets still get this many optimiser steps
+
+# %%
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -97,32 +99,34 @@ def steps_for(n):
 plan = pd.DataFrame([{"size": s, "n_train": n_examples(s), "steps": steps_for(n_examples(s))} for s in S["sizes"]])
 STUDY = "05_guided_dropout"
 sns.set_theme(style="whitegrid", context="notebook")
-plan'''),
-    md(r"""
-## 1. Fisher information as curvature
+plan
 
-For a model $p_\theta(y \mid x)$ the Fisher information of a parameter is the expected squared
-gradient of the log-likelihood,
+# %% [markdown]
+# ## 1. Fisher information as curvature
+#
+# For a model $p_\theta(y \mid x)$ the Fisher information of a parameter is the expected squared
+# gradient of the log-likelihood,
+#
+# $$F_\theta = \mathbb{E}_{x}\,\mathbb{E}_{y}\Big[\big(\partial_\theta \log p_\theta(y \mid x)\big)^2\Big].$$
+#
+# Near a minimum of the negative log-likelihood it equals the diagonal of the Hessian: it measures
+# how *sharply* the loss rises when $\theta$ moves. A pretrained model sits near a minimum of its
+# pretraining loss, so sublayers with a large Fisher of that loss are the ones whose change would
+# cost the most of what pretraining learned; low-Fisher sublayers sit in flat directions.
+#
+# **Guided dropout** turns this into a dropout map, once per backbone: score every dropout site by
+# the mean Fisher of the sublayer that feeds it (per example, on a small sample of unlabelled text),
+# rank the sites, and give the flattest one `p_upper`, the sharpest 0, in equal steps in between.
+# Fine-tuning is then ordinary fine-tuning with these probabilities: no cost per step.
+#
+# **MiniLM has no MLM head** (METHODS.md §3), so the paper's loss, masked-LM, is not directly
+# available. We offer two stand-ins [D]: `"contrastive"`, a SimCSE-style in-batch-negatives loss on
+# sentence embeddings (close to MiniLM's own last training), and `"mlm-warm"`, a masked-LM loss
+# after warming a fresh MLM head on the text with the body frozen. Checkpoints that ship an MLM head
+# (BERT, mBERT, XLM-R) can use `"mlm"`, the faithful one.
 
-$$F_\theta = \mathbb{E}_{x}\,\mathbb{E}_{y}\Big[\big(\partial_\theta \log p_\theta(y \mid x)\big)^2\Big].$$
-
-Near a minimum of the negative log-likelihood it equals the diagonal of the Hessian: it measures
-how *sharply* the loss rises when $\theta$ moves. A pretrained model sits near a minimum of its
-pretraining loss, so sublayers with a large Fisher of that loss are the ones whose change would
-cost the most of what pretraining learned; low-Fisher sublayers sit in flat directions.
-
-**Guided dropout** turns this into a dropout map, once per backbone: score every dropout site by
-the mean Fisher of the sublayer that feeds it (per example, on a small sample of unlabelled text),
-rank the sites, and give the flattest one `p_upper`, the sharpest 0, in equal steps in between.
-Fine-tuning is then ordinary fine-tuning with these probabilities: no cost per step.
-
-**MiniLM has no MLM head** (METHODS.md §3), so the paper's loss, masked-LM, is not directly
-available. We offer two stand-ins [D]: `"contrastive"`, a SimCSE-style in-batch-negatives loss on
-sentence embeddings (close to MiniLM's own last training), and `"mlm-warm"`, a masked-LM loss
-after warming a fresh MLM head on the text with the body frozen. Checkpoints that ship an MLM head
-(BERT, mBERT, XLM-R) can use `"mlm"`, the faithful one.
-"""),
-    code('''probe = tft.load_backbone(backbone, num_labels=data.num_labels)
+# %%
+probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 sites = sf.dropout_sites(probe.model, probe.blocks)
 print(f"{len(sites)} dropout sites in {backbone}: the embeddings, and per block the attention probabilities, "
       "the attention output and the FFN output. The head's dropout stays at its default.")
@@ -138,35 +142,40 @@ an.plot_sites(scores.scores, ax=axes[0], log=True, label="Fisher score", title=f
 an.plot_sites(gmap, ax=axes[1], fmt=".3f", cmap="rocket_r", label="dropout p",
               title=f"Guided dropout map ({mapping}, p_upper={p_upper})")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-How to read it: each column is a unit from the bottom (embeddings) to the top block, each row a
-kind of sublayer. The top panel is on a log scale: scores span orders of magnitude, and sublayers
-with LayerNorm vectors (attention output, FFN output) or the embeddings can dominate because a
-score is a *mean over tensors*, whatever their size.
+plt.show()
 
-### Explore: p_upper and mapping
 
-The dropout map for other settings of the two knobs (static figure: this run's settings).
-"""),
-    code('''def show_map(p_upper_, mapping_):
+# %% [markdown]
+# How to read it: each column is a unit from the bottom (embeddings) to the top block, each row a
+# kind of sublayer. The top panel is on a log scale: scores span orders of magnitude, and sublayers
+# with LayerNorm vectors (attention output, FFN output) or the embeddings can dominate because a
+# score is a *mean over tensors*, whatever their size.
+#
+# ### Explore: p_upper and mapping
+#
+# The dropout map for other settings of the two knobs (static figure: this run's settings).
+
+# %%
+def show_map(p_upper_, mapping_):
     fig, ax = plt.subplots(figsize=(10, 2.8))
     an.plot_sites(dm.dropout_map(scores.scores, p_upper_, mapping_), ax=ax, fmt=".3f", cmap="rocket_r",
                   label="dropout p", title=f"{mapping_}, p_upper={p_upper_}")
 
 
 nb.explore(show_map, {"p_upper_": [0.05, 0.1, 0.2, 0.3], "mapping_": list(dm.MAPPINGS)},
-           static={"p_upper_": p_upper, "mapping_": mapping})'''),
-    md("""
-## 2. Standard, guided and Gaussian dropout across training-set sizes
+           static={"p_upper_": p_upper, "mapping_": mapping})
 
-Three settings, each full fine-tuning with one plug-in: `"standard-dropout"` (MiniLM's own 0.1
-everywhere), `"guided-dropout"` with the map above, and `"gaussian-dropout"` (every dropout
-replaced by multiplicative noise N(1, α), α = p/(1-p), p = 0.1: the paper's other baseline).
-Smaller training sets get at least `min_steps` optimiser steps so that no regime is simply
-under-trained. The paper's claim: consistent but modest gains, relatively larger with less data.
-"""),
-    code('''settings = {
+# %% [markdown]
+# ## 2. Standard, guided and Gaussian dropout across training-set sizes
+#
+# Three settings, each full fine-tuning with one plug-in: `"standard-dropout"` (MiniLM's own 0.1
+# everywhere), `"guided-dropout"` with the map above, and `"gaussian-dropout"` (every dropout
+# replaced by multiplicative noise N(1, α), α = p/(1-p), p = 0.1: the paper's other baseline).
+# Smaller training sets get at least `min_steps` optimiser steps so that no regime is simply
+# under-trained. The paper's claim: consistent but modest gains, relatively larger with less data.
+
+# %%
+settings = {
     "standard": ["standard-dropout"],
     "guided": [("guided-dropout", {"scores": scores, "p_upper": p_upper, "mapping": mapping})],
     "gaussian": [("gaussian-dropout", {"p": 0.1})],
@@ -185,8 +194,10 @@ for r in plan.itertuples():
 res = pd.concat(runs, ignore_index=True)
 res["n_train"] = res["n_train"].astype(int)
 held = an.held_out_mean(res, eval_sets[1:], by=["n_train", "setting"])
-an.ci_table(pd.concat([res, held], ignore_index=True).assign(row=lambda d: d.n_train.astype(str) + " reviews / " + d.setting), rows="row")'''),
-    code('''both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
+an.ci_table(pd.concat([res, held], ignore_index=True).assign(row=lambda d: d.n_train.astype(str) + " reviews / " + d.setting), rows="row")
+
+# %%
+both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
 main = both[both.setting.isin(["standard", "guided", "gaussian"])]
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
 for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
@@ -194,14 +205,16 @@ for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
                      title=f"{ev} (n={main.seed.nunique()} seeds)")
     ax.set_xscale("log")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 3. The paper's claims next to ours
+plt.show()
 
-Paired by seed against standard dropout (same seed, same head initialisation and data), in points
-of accuracy with 95% CIs; "reproduced" needs the whole interval above zero.
-"""),
-    code('''rows = []
+# %% [markdown]
+# ## 3. The paper's claims next to ours
+#
+# Paired by seed against standard dropout (same seed, same head initialisation and data), in points
+# of accuracy with 95% CIs; "reproduced" needs the whole interval above zero.
+
+# %%
+rows = []
 for n in sorted(res.n_train.unique(), reverse=True):
     h_n, i_n = held[held.n_train == n], res[(res.n_train == n) & (res.eval_set == "in-distribution")]
     for s in [x for x in h_n.setting.unique() if x != "standard"]:
@@ -230,16 +243,18 @@ if vs_gauss:
                                "ours": "; ".join(f"{n}: {an.format_ci(d['mean'], d['ci95'])}" for n, d in vs_gauss),
                                "verdict": ", ".join(sorted({an.verdict(d) for _, d in vs_gauss}))}
 display(paired.drop(columns=["dh", "di"]))
-claims'''),
-    md("""
-## 4. How task-agnostic is the map? Two Fisher sources
+claims
 
-The paper computes the map once per backbone and reuses it for every task: "task-agnostic". With
-MiniLM we have to *choose* the pretraining-style loss, and the map depends on that choice. Below,
-the two sources' scores side by side, their rank agreement over sites, and (above, in the table)
-what each map does to accuracy at the largest and smallest size.
-"""),
-    code('''if second is not None:
+# %% [markdown]
+# ## 4. How task-agnostic is the map? Two Fisher sources
+#
+# The paper computes the map once per backbone and reuses it for every task: "task-agnostic". With
+# MiniLM we have to *choose* the pretraining-style loss, and the map depends on that choice. Below,
+# the two sources' scores side by side, their rank agreement over sites, and (above, in the table)
+# what each map does to accuracy at the largest and smallest size.
+
+# %%
+if second is not None:
     a = pd.Series(scores.scores)
     b = pd.Series(second.scores)[a.index]
     rho = float(np.corrcoef(a.rank(), b.rank())[0, 1])
@@ -254,34 +269,38 @@ what each map does to accuracy at the largest and smallest size.
     plt.show()
 else:
     rho = float("nan")
-    print("compare_source is empty: one source only.")'''),
-    md("""
-## 5. Cost
+    print("compare_source is empty: one source only.")
 
-The map is applied once, before training, so a step costs what a step with ordinary dropout costs;
-the one-off price is the Fisher pass (per example: one forward and backward per sentence). Measured
-in this run, from the runs' own timings (`benchmarks/bench_guided_dropout.py` measures it side
-by side):
-"""),
-    code('''tim = pd.DataFrame([{"setting": (r.get("tags") or {}).get("setting"), "n_train": (r.get("tags") or {}).get("n_train"),
+# %% [markdown]
+# ## 5. Cost
+#
+# The map is applied once, before training, so a step costs what a step with ordinary dropout costs;
+# the one-off price is the Fisher pass (per example: one forward and backward per sentence). Measured
+# in this run, from the runs' own timings (`benchmarks/bench_guided_dropout.py` measures it side
+# by side):
+
+# %%
+tim = pd.DataFrame([{"setting": (r.get("tags") or {}).get("setting"), "n_train": (r.get("tags") or {}).get("n_train"),
                      "samples/s": r["timings"].get("train_samples_per_second")}
                     for r in tft.results.load_records(store) if r["run_id"] in set(res.run_id)])
 speed = tim.groupby("setting")["samples/s"].median()
 cost = pd.DataFrame({"median training samples/s": speed.round(1),
                      "time per sample vs standard": (speed["standard"] / speed).round(2) if "standard" in speed else np.nan})
 print(f"Fisher scores ({source}): {scores.meta.get('seconds', float('nan')):.0f} s once for {scores.meta['n']} sentences")
-cost'''),
-    md("""
-## Exercises
+cost
 
-1. MiniLM has 19 guided sites. With `mapping="rank"` and `p_upper = 0.1`, what dropout probability
-   does the site ranked 9 get (0 = lowest Fisher)? (three decimals)
-2. Which site has the largest Fisher score under this run's main source? (a site name, e.g.
-   `"block2.attention"`)
-3. In this run, did guided dropout beat standard dropout in distribution on the smallest training
-   set by more than seed noise? (`True`/`False`)
-"""),
-    code('''answer_1 = None
+# %% [markdown]
+# ## Exercises
+#
+# 1. MiniLM has 19 guided sites. With `mapping="rank"` and `p_upper = 0.1`, what dropout probability
+#    does the site ranked 9 get (0 = lowest Fisher)? (three decimals)
+# 2. Which site has the largest Fisher score under this run's main source? (a site name, e.g.
+#    `"block2.attention"`)
+# 3. In this run, did guided dropout beat standard dropout in distribution on the smallest training
+#    set by more than seed noise? (`True`/`False`)
+
+# %%
+answer_1 = None
 answer_2 = None
 answer_3 = None
 
@@ -290,9 +309,15 @@ nb.check("Exercise 2", answer_2, max(scores.scores, key=scores.scores.get), hint
 smallest = paired[(paired.setting == "guided") & (paired["training reviews"] == paired["training reviews"].min())]
 if len(smallest):
     nb.check("Exercise 3", answer_3, bool(smallest["in-dist. verdict"].iloc[0] == "reproduced"),
-             hint="The in-dist. verdict of guided at the smallest size in the paired table.")'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''sentences = []
+             hint="The in-dist. verdict of guided at the smallest size in the paired table.")
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+sentences = []
 top = max(scores.scores, key=scores.scores.get)
 low = min(scores.scores, key=scores.scores.get)
 sentences.append(f"Fisher scores ({source}, {scores.meta['n']} sentences): largest at {top}, smallest at {low}; "
@@ -310,24 +335,23 @@ if not any(v in ("reproduced",) for v in paired["in-dist. verdict"].tolist() + p
     sentences.append("No dropout variant beat standard dropout beyond seed noise at any size.")
 if second is not None:
     sentences.append(f"The {source} and {compare_source} scores rank the sites with Spearman correlation {rho:.2f}.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)'''),
-    md("""
-### Discussion
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
 
-* **What the numbers say.** The summary and tables are computed from this run. Differences of a
-  point or two are usually within seed noise with three seeds; the paired intervals are the test.
-* **Our setting vs the paper's.** The paper fine-tunes BERT-base on GLUE with the faithful MLM
-  Fisher on Wikipedia; we fine-tune MiniLM, whose MLM head is gone, with a contrastive or a warmed
-  MLM stand-in computed on a few hundred review sentences, and test on English review domains.
-  A map that depends on the chosen loss is task-agnostic only given that choice (section 4).
-* **Dropout is a weak knob at p = 0.1.** The whole map moves probabilities between 0 and 0.1;
-  Gaussian and Bernoulli dropout at 0.1 already differ little. Large effects would be surprising;
-  the paper reports modest ones.
-* **Scores are means over tensors** (weights, biases and LayerNorm vectors count equally), as in
-  the authors' code; that is why LayerNorm-heavy sublayers and the embeddings can rank high.
-* In `mode="ci"` (what CI runs) runs are 8 steps, one seed, the largest and smallest size, evaluation
-  sets capped at 32 reviews, and the Fisher estimate uses
-  16 sentences (mlm-warm: 10 warm-up steps): the pipeline is exercised, the numbers are not
-  evidence. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * **What the numbers say.** The summary and tables are computed from this run. Differences of a
+#   point or two are usually within seed noise with three seeds; the paired intervals are the test.
+# * **Our setting vs the paper's.** The paper fine-tunes BERT-base on GLUE with the faithful MLM
+#   Fisher on Wikipedia; we fine-tune MiniLM, whose MLM head is gone, with a contrastive or a warmed
+#   MLM stand-in computed on a few hundred review sentences, and test on English review domains.
+#   A map that depends on the chosen loss is task-agnostic only given that choice (section 4).
+# * **Dropout is a weak knob at p = 0.1.** The whole map moves probabilities between 0 and 0.1;
+#   Gaussian and Bernoulli dropout at 0.1 already differ little. Large effects would be surprising;
+#   the paper reports modest ones.
+# * **Scores are means over tensors** (weights, biases and LayerNorm vectors count equally), as in
+#   the authors' code; that is why LayerNorm-heavy sublayers and the embeddings can rank high.
+# * In `mode="ci"` (what CI runs) runs are 8 steps, one seed, the largest and smallest size, evaluation
+#   sets capped at 32 reviews, and the Fisher estimate uses
+#   16 sentences (mlm-warm: 10 warm-up steps): the pipeline is exercised, the numbers are not
+#   evidence. Quote `mode="full"`.

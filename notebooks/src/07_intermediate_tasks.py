@@ -1,33 +1,33 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 07 · Intermediate-task transfer (STILTs) and a synthetic real-vs-fake task
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. explain STILTs: fine-tune on an *intermediate* task, carry the encoder, drop the head, fine-tune
+#    on the *target* task with a fresh head (`tft.recipes.get("stilts")`, or the `"from-intermediate"`
+#    plug-in inside any sweep);
+# 2. build Chang & Lu's synthetic intermediate task from unlabelled text (tell the real ending of a
+#    sentence from generated ones) and judge how hard it is, and for what reasons;
+# 3. compare base → target with base → intermediate → target over a grid of learning rates × seeds,
+#    and read the result as Chang & Lu do: the **mean and spread over hyperparameter trials**, not
+#    the best run.
+#
+# Recap: the `reviews` task (notebook 00) has four source domains for training and three held-out
+# domains; full fine-tuning (notebook 01) is the baseline. Sources: Phang et al., "Sentence Encoders on
+# STILTs" (arXiv:1811.01088); Chang & Lu, "Rethinking Why Intermediate-Task Fine-Tuning Works"
+# (Findings of EMNLP 2021, arXiv:2108.11696). Their rules are in METHODS.md §5; where we deviate, it
+# says [D].
 
-NAME = "07_intermediate_tasks.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 07 · Intermediate-task transfer (STILTs) and a synthetic real-vs-fake task
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. explain STILTs: fine-tune on an *intermediate* task, carry the encoder, drop the head, fine-tune
-   on the *target* task with a fresh head (`tft.recipes.get("stilts")`, or the `"from-intermediate"`
-   plug-in inside any sweep);
-2. build Chang & Lu's synthetic intermediate task from unlabelled text (tell the real ending of a
-   sentence from generated ones) and judge how hard it is, and for what reasons;
-3. compare base → target with base → intermediate → target over a grid of learning rates × seeds,
-   and read the result as Chang & Lu do: the **mean and spread over hyperparameter trials**, not
-   the best run.
-
-Recap: the `reviews` task (notebook 00) has four source domains for training and three held-out
-domains; full fine-tuning (notebook 01) is the baseline. Sources: Phang et al., "Sentence Encoders on
-STILTs" (arXiv:1811.01088); Chang & Lu, "Rethinking Why Intermediate-Task Fine-Tuning Works"
-(Findings of EMNLP 2021, arXiv:2108.11696). Their rules are in METHODS.md §5; where we deviate, it
-says [D].
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # target seeds (ci mode uses the first one); each also seeds the head and the subsample
 task = "reviews"
@@ -43,9 +43,10 @@ inter_examples = 0               # cap on intermediate training examples (0: all
 n_fakes = 3                      # generated endings per real one (Chang & Lu: 3)
 corpus = "unlabelled"            # text for the synthetic task: "unlabelled" (bundled) or "unlabelled+train"
 pooler_ablation = True           # also run real-vs-fake with the target's own pretrained pooler (an ablation of a [D])
-probe_steps = 150                # the linear-probe diagnostic of section 6 (0 to skip)''',
-         tags=["parameters"]),
-    code('''import matplotlib.pyplot as plt
+probe_steps = 150                # the linear-probe diagnostic of section 6 (0 to skip)
+
+# %%
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -79,45 +80,47 @@ targets = data.meta["target_domains"]
 eval_sets = ["in-distribution"] + [f"shift:{d}" for d in targets]
 STUDY = "07_intermediate_tasks"
 sns.set_theme(style="whitegrid", context="notebook")
-print(f"intermediates {intermediates}; target sizes {S['sizes']}; grid: lr {S['lrs']} x seeds {S['seeds']}")'''),
-    md(r"""
-## 1. STILTs in one picture
+print(f"intermediates {intermediates}; target sizes {S['sizes']}; grid: lr {S['lrs']} x seeds {S['seeds']}")
 
-```
-pretrained MiniLM ──► fine-tune on the INTERMEDIATE task ──► keep the encoder, drop its head
-                                                                    │
-                                              fresh head ──► fine-tune on the TARGET task
-```
+# %% [markdown]
+# ## 1. STILTs in one picture
+#
+# ```
+# pretrained MiniLM ──► fine-tune on the INTERMEDIATE task ──► keep the encoder, drop its head
+#                                                                     │
+#                                               fresh head ──► fine-tune on the TARGET task
+# ```
+#
+# Phang et al. found that a data-rich intermediate task (MNLI, QQP, ...) helps most when the target
+# has **little data**, and that it makes fine-tuning **less sensitive to restarts**. Chang & Lu asked
+# *why*. If the intermediate task teaches "reasoning", a task without any should not help; yet their
+# synthetic task (is this the real ending of the sentence, or a GPT-2 one?) helped many targets about
+# as much as HellaSwag, mostly in the *average* over hyperparameter trials rather than the best trial.
+#
+# In the package the recipe is a plain function (`tft.stilts.stilts`), and its second phase is a
+# plug-in: `methods=[tft.stilts.FromIntermediate(inter)]` loads the intermediate encoder before any
+# other plug-in prepares, so the target phase can also use adapters, schedules or GradDrop, and sweeps
+# reuse finished runs by fingerprint (the intermediate model's id is part of it).
 
-Phang et al. found that a data-rich intermediate task (MNLI, QQP, ...) helps most when the target
-has **little data**, and that it makes fine-tuning **less sensitive to restarts**. Chang & Lu asked
-*why*. If the intermediate task teaches "reasoning", a task without any should not help; yet their
-synthetic task (is this the real ending of the sentence, or a GPT-2 one?) helped many targets about
-as much as HellaSwag, mostly in the *average* over hyperparameter trials rather than the best trial.
+# %% [markdown]
+# ## 2. The synthetic real-vs-fake task
+#
+# Chang & Lu's recipe: cut a sentence in half; the *real* ending is the second half without its last
+# word; three *fake* endings are written by GPT-2 from the first half, each as long as the real one.
+# A multiple-choice model scores every (prefix, ending) pair **separately** with one shared linear
+# layer and takes a softmax over the four scores.
+#
+# **Offline, GPT-2 is out of reach.** [D] Our fakes come from a small interpolated word-trigram model
+# fitted on the same text and sampled with nucleus (top-p 0.9) sampling, like the paper's GPT-2
+# decoding. Two more choices [D]: the text is split into 5 folds and a sentence's fakes come from a
+# trigram model fitted on the *other* folds (a model that has seen a sentence just recites its real
+# ending, since most trigram contexts of a small corpus occur once; GPT-2 had not seen our reviews),
+# and the generator is fitted on what the task shows (the sentence without its last word), so no
+# sentence-final words leak into fakes. Our sentences are shorter than SQuAD's, so the minimum is 8
+# words, not 20.
 
-In the package the recipe is a plain function (`tft.stilts.stilts`), and its second phase is a
-plug-in: `methods=[tft.stilts.FromIntermediate(inter)]` loads the intermediate encoder before any
-other plug-in prepares, so the target phase can also use adapters, schedules or GradDrop, and sweeps
-reuse finished runs by fingerprint (the intermediate model's id is part of it).
-"""),
-    md(r"""
-## 2. The synthetic real-vs-fake task
-
-Chang & Lu's recipe: cut a sentence in half; the *real* ending is the second half without its last
-word; three *fake* endings are written by GPT-2 from the first half, each as long as the real one.
-A multiple-choice model scores every (prefix, ending) pair **separately** with one shared linear
-layer and takes a softmax over the four scores.
-
-**Offline, GPT-2 is out of reach.** [D] Our fakes come from a small interpolated word-trigram model
-fitted on the same text and sampled with nucleus (top-p 0.9) sampling, like the paper's GPT-2
-decoding. Two more choices [D]: the text is split into 5 folds and a sentence's fakes come from a
-trigram model fitted on the *other* folds (a model that has seen a sentence just recites its real
-ending, since most trigram contexts of a small corpus occur once; GPT-2 had not seen our reviews),
-and the generator is fitted on what the task shows (the sentence without its last word), so no
-sentence-final words leak into fakes. Our sentences are shorter than SQuAD's, so the minimum is 8
-words, not 20.
-"""),
-    code('''tasks = st.intermediate_tasks(data, intermediates, n_fakes=n_fakes, corpus=corpus, seed=0)
+# %%
+tasks = st.intermediate_tasks(data, intermediates, n_fakes=n_fakes, corpus=corpus, seed=0)
 rf = tasks["real-vs-fake"] if "real-vs-fake" in tasks else st.intermediate_tasks(data, ["real-vs-fake"], n_fakes=n_fakes,
                                                                                   corpus=corpus)["real-vs-fake"]
 gen = rf.meta["generator"]
@@ -127,29 +130,33 @@ print(f"{gen['sentences']} sentences of the {corpus} text -> {len(rf.train)} tra
       f"{gen['duplicates']}")
 pd.DataFrame([{"prefix": r.text, "real ending": r.choices[r.label],
                **{f"fake {j + 1}": e for j, e in enumerate(e for k, e in enumerate(r.choices) if k != r.label)},
-               "real at position": r.label} for r in rf.frame.head(5).itertuples()])'''),
-    md("""
-**Can anything but meaning give the real ending away?** The endings are length-matched in words.
-The table compares surface statistics of real and fake endings; a model can exploit any difference
-it shows. The last line is the trigram model's own vote (the ending it finds most probable, fitted on
-the training examples' text and scored on dev): sampled text is the generator's *most* probable
-text, so it rarely picks the real ending.
-"""),
-    code('''stats = sy.ending_stats(rf.frame)
+               "real at position": r.label} for r in rf.frame.head(5).itertuples()])
+
+# %% [markdown]
+# **Can anything but meaning give the real ending away?** The endings are length-matched in words.
+# The table compares surface statistics of real and fake endings; a model can exploit any difference
+# it shows. The last line is the trigram model's own vote (the ending it finds most probable, fitted on
+# the training examples' text and scored on dev): sampled text is the generator's *most* probable
+# text, so it rarely picks the real ending.
+
+# %%
+stats = sy.ending_stats(rf.frame)
 ngram_acc = sy.ngram_baseline(rf.frame.rename(columns={"text": "prefix", "choices": "endings"}))
 chance = 1 / (n_fakes + 1)
 print(f"chance: {chance:.2f}; trigram model picks the real ending on dev: {ngram_acc:.2f}")
-stats.round(3)'''),
-    md("""
-## 3. Intermediate models
+stats.round(3)
 
-Two intermediate tasks, both built from the **same unlabelled text** (so only the task differs):
-the real-vs-fake task (multiple-choice head) and *domain classification* (which of the 7 review
-domains is this text from? a classification head). Each is trained once, with seed 0 (Chang & Lu
-also fine-tune every target run from one intermediate checkpoint), and cached in the store. The
-curves show how hard each task is for MiniLM: dev accuracy during intermediate training.
-"""),
-    code('''inters = st.train_intermediates(backbone, tasks, f"{store}/intermediate", lr=inter_lr, epochs=inter_epochs,
+# %% [markdown]
+# ## 3. Intermediate models
+#
+# Two intermediate tasks, both built from the **same unlabelled text** (so only the task differs):
+# the real-vs-fake task (multiple-choice head) and *domain classification* (which of the 7 review
+# domains is this text from? a classification head). Each is trained once, with seed 0 (Chang & Lu
+# also fine-tune every target run from one intermediate checkpoint), and cached in the store. The
+# curves show how hard each task is for MiniLM: dev accuracy during intermediate training.
+
+# %%
+inters = st.train_intermediates(backbone, tasks, f"{store}/intermediate", lr=inter_lr, epochs=inter_epochs,
                                 max_steps=S["inter_steps"], max_examples=S["inter_examples"], eval_every=S["eval_every"],
                                 max_eval_examples=S["max_eval_examples"], store=store, study=STUDY)
 records = {r["run_id"]: r for r in tft.results.load_records(store)}
@@ -171,16 +178,18 @@ plt.tight_layout()
 plt.show()
 pd.DataFrame([{"intermediate": n, "train examples": i.meta["n_train"], "choices / labels": tasks[n].num_labels,
                "chance": round(chance_of[n], 3), "dev accuracy": round(i.dev_accuracy(), 3), "id": i.id}
-              for n, i in inters.items()])'''),
-    md("""
-## 4. Base → target vs base → intermediate → target
+              for n, i in inters.items()])
 
-The target is the bundled review sentiment with few labelled examples. Every condition (no
-intermediate, and each intermediate model) runs the **same grid**: every learning rate × every seed,
-so that the runs pair up cell by cell (same learning rate, same seed, same head initialisation and
-training subsample). A run is one point in the violins below.
-"""),
-    code('''names = ["none"] + intermediates
+# %% [markdown]
+# ## 4. Base → target vs base → intermediate → target
+#
+# The target is the bundled review sentiment with few labelled examples. Every condition (no
+# intermediate, and each intermediate model) runs the **same grid**: every learning rate × every seed,
+# so that the runs pair up cell by cell (same learning rate, same seed, same head initialisation and
+# training subsample). A run is one point in the violins below.
+
+# %%
+names = ["none"] + intermediates
 ABLATION = "real-vs-fake, pooler reset"
 conditions = names + ([ABLATION] if pooler_ablation and "real-vs-fake" in inters else [])
 
@@ -207,8 +216,10 @@ res["cell"] = res["lr"].map("{:g}".format) + " / seed " + res["seed"].astype(str
 held = an.held_out_mean(res, eval_sets[1:], by=["n_train", "intermediate", "lr", "cell"])
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
 spread = an.spread_table(both, by=["n_train", "eval_set", "intermediate"])
-spread.drop(columns=["mean", "ci95", "sd", "min", "max"])'''),
-    code('''fig, axes = plt.subplots(len(S["sizes"]), 2, figsize=(12, 3.9 * len(S["sizes"])), squeeze=False)
+spread.drop(columns=["mean", "ci95", "sd", "min", "max"])
+
+# %%
+fig, axes = plt.subplots(len(S["sizes"]), 2, figsize=(12, 3.9 * len(S["sizes"])), squeeze=False)
 for i, n in enumerate(S["sizes"]):
     for j, ev in enumerate(["in-distribution", "held-out (mean)"]):
         sub = both[(both.n_train == n) & (both.eval_set == ev)]
@@ -216,14 +227,17 @@ for i, n in enumerate(S["sizes"]):
                               title=f"{n} training reviews, {ev}: {len(S['lrs']) * len(S['seeds'])} runs each "
                                     f"({len(S['lrs'])} lr x {len(S['seeds'])} seeds)")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-### Explore: pick an intermediate task and a target size
+plt.show()
 
-The distribution of runs for one intermediate task next to the baseline, with each run's learning
-rate marked (static figure: the first intermediate at the smallest size).
-"""),
-    code('''def show_runs(intermediate, target_size):
+
+# %% [markdown]
+# ### Explore: pick an intermediate task and a target size
+#
+# The distribution of runs for one intermediate task next to the baseline, with each run's learning
+# rate marked (static figure: the first intermediate at the smallest size).
+
+# %%
+def show_runs(intermediate, target_size):
     sub = both[(both.n_train == target_size) & both.intermediate.isin(["none", intermediate])]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
@@ -233,17 +247,19 @@ rate marked (static figure: the first intermediate at the smallest size).
     plt.tight_layout()
 
 
-nb.explore(show_runs, {"intermediate": conditions[1:], "target_size": S["sizes"]})'''),
-    md("""
-## 5. Mean, spread and best run: Chang & Lu's claims next to ours
+nb.explore(show_runs, {"intermediate": conditions[1:], "target_size": S["sizes"]})
 
-For each intermediate task and target size: the paired difference of the **mean** over the grid
-(paired cell by cell, 95% CI), the difference in **standard deviation** over the grid (negative =
-more stable; 95% bootstrap interval over cells), and the difference of the **best** runs. Chang &
-Lu's reading predicts a positive mean difference, a negative spread difference, and a best-run
-difference smaller than the mean difference.
-"""),
-    code('''rows = []
+# %% [markdown]
+# ## 5. Mean, spread and best run: Chang & Lu's claims next to ours
+#
+# For each intermediate task and target size: the paired difference of the **mean** over the grid
+# (paired cell by cell, 95% CI), the difference in **standard deviation** over the grid (negative =
+# more stable; 95% bootstrap interval over cells), and the difference of the **best** runs. Chang &
+# Lu's reading predicts a positive mean difference, a negative spread difference, and a best-run
+# difference smaller than the mean difference.
+
+# %%
+rows = []
 for n in S["sizes"]:
     for ev in ["in-distribution", "held-out (mean)"]:
         sub = both[(both.n_train == n) & (both.eval_set == ev)]
@@ -257,8 +273,10 @@ for n in S["sizes"]:
                          "best vs none": f"{100 * sp['best_diff']:+.1f}", "dm": d["mean"], "dlo": d["lo"],
                          "dhi": d["hi"], "ds": sp["diff"], "shi": sp["hi"], "slo": sp["lo"], "db": sp["best_diff"]})
 claims = pd.DataFrame(rows)
-claims.drop(columns=["dm", "dlo", "dhi", "ds", "shi", "slo", "db"])'''),
-    code('''small = min(S["sizes"])
+claims.drop(columns=["dm", "dlo", "dhi", "ds", "shi", "slo", "db"])
+
+# %%
+small = min(S["sizes"])
 paper = []
 for name in intermediates:
     c = claims[(claims.intermediate == name) & (claims["target reviews"] == small) & (claims["eval"] == "in-distribution")].iloc[0]
@@ -276,14 +294,16 @@ if len(S["sizes"]) > 1:
                       "ours": ", ".join(f"{r['target reviews']}: {100 * r.dm:+.1f}" for _, r in cs.iterrows()),
                       "verdict": "consistent" if cs.dm.iloc[0] > cs.dm.iloc[-1] and cs.dm.iloc[0] > 0 else "not seen"})
 paper = pd.DataFrame(paper)
-paper'''),
-    md("""
-### Does it depend on the learning rate?
+paper
 
-Chang & Lu's gains came from the *average* over their grid, which includes poor settings. If an
-intermediate task mostly rescues bad learning rates, the gain shows at the edges of the grid.
-"""),
-    code('''by_lr = an.aggregate(both, by=("n_train", "eval_set", "intermediate", "lr"))
+# %% [markdown]
+# ### Does it depend on the learning rate?
+#
+# Chang & Lu's gains came from the *average* over their grid, which includes poor settings. If an
+# intermediate task mostly rescues bad learning rates, the gain shows at the edges of the grid.
+
+# %%
+by_lr = an.aggregate(both, by=("n_train", "eval_set", "intermediate", "lr"))
 fig, axes = plt.subplots(1, len(S["sizes"]), figsize=(6 * len(S["sizes"]), 3.8), squeeze=False)
 for ax, n in zip(axes[0], S["sizes"]):
     sub = by_lr[(by_lr.n_train == n) & (by_lr.eval_set == "in-distribution")]
@@ -293,17 +313,19 @@ for ax, n in zip(axes[0], S["sizes"]):
            title=f"{n} training reviews")
     ax.legend(fontsize=8)
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 6. Why? What the intermediate task left in the encoder
+plt.show()
 
-The target phase can repair an encoder only as far as its steps allow. A **linear probe** trains the
-head alone on a frozen encoder, so its accuracy measures how much sentiment the encoder's features
-still carry, before any repair: the pretrained encoder against each intermediate model's. If an
-intermediate task overwrote the features sentiment needs, the probe shows it directly. The
-pooler-reset ablation above asks whether our choice to carry BERT's pooler [D] is to blame.
-"""),
-    code('''if probe_steps:
+# %% [markdown]
+# ## 6. Why? What the intermediate task left in the encoder
+#
+# The target phase can repair an encoder only as far as its steps allow. A **linear probe** trains the
+# head alone on a frozen encoder, so its accuracy measures how much sentiment the encoder's features
+# still carry, before any repair: the pretrained encoder against each intermediate model's. If an
+# intermediate task overwrote the features sentiment needs, the probe shows it directly. The
+# pooler-reset ablation above asks whether our choice to carry BERT's pooler [D] is to blame.
+
+# %%
+if probe_steps:
     probe_n = max(S["sizes"])
     pcfg = tft.TrainConfig(lr=1e-3, batch_size=16, max_length=128, max_steps=S["target_steps"] or probe_steps,
                            max_train_examples=probe_n, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
@@ -321,18 +343,20 @@ pooler-reset ablation above asks whether our choice to carry BERT's pooler [D] i
     display(an.ci_table(pboth, rows="intermediate"))
 else:
     probe_agg = None
-    print("probe_steps = 0: no probe.")'''),
-    md("""
-## Exercises
+    print("probe_steps = 0: no probe.")
 
-1. With `n_fakes = 3`, what accuracy does guessing give on the real-vs-fake task? (two decimals)
-2. Which condition (`"none"` or an intermediate task) has the highest mean in-distribution accuracy
-   at the smallest target size in this run?
-3. In this run, did the real-vs-fake intermediate task make the runs at the smallest target size
-   *more stable* (standard deviation lower beyond the bootstrap interval), in distribution?
-   (`True`/`False`)
-"""),
-    code('''answer_1 = None
+# %% [markdown]
+# ## Exercises
+#
+# 1. With `n_fakes = 3`, what accuracy does guessing give on the real-vs-fake task? (two decimals)
+# 2. Which condition (`"none"` or an intermediate task) has the highest mean in-distribution accuracy
+#    at the smallest target size in this run?
+# 3. In this run, did the real-vs-fake intermediate task make the runs at the smallest target size
+#    *more stable* (standard deviation lower beyond the bootstrap interval), in distribution?
+#    (`True`/`False`)
+
+# %%
+answer_1 = None
 answer_2 = None
 answer_3 = None
 
@@ -341,9 +365,15 @@ top = spread[(spread.n_train == small) & (spread.eval_set == "in-distribution")]
 nb.check("Exercise 2", answer_2, top, hint="The highest 'mean' in the spread table for that size.")
 if "real-vs-fake" in intermediates:
     rfc = claims[(claims.intermediate == "real-vs-fake") & (claims["target reviews"] == small) & (claims["eval"] == "in-distribution")]
-    nb.check("Exercise 3", answer_3, bool(rfc["more stable"].iloc[0] == "yes"), hint="The 'more stable' column.")'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''sentences = []
+    nb.check("Exercise 3", answer_3, bool(rfc["more stable"].iloc[0] == "yes"), hint="The 'more stable' column.")
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+sentences = []
 if "real-vs-fake" in inters:
     sentences.append(f"Real-vs-fake task: {len(rf.train)} training examples with {n_fakes} trigram-generated fakes each; "
                      f"MiniLM tells the real ending apart on {inters['real-vs-fake'].dev_accuracy():.1%} of dev examples "
@@ -365,37 +395,36 @@ if probe_agg is not None:
         f"{r.intermediate} {an.format_ci(r.mean, r.ci95)}%" for r in pi.itertuples()) + ".")
 if not (claims["mean verdict"] == "reproduced").any():
     sentences.append("No intermediate task raised the mean over the grid beyond seed noise in this run.")
-nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode)'''),
-    md("""
-### Discussion
+nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode)
 
-* **What the numbers say.** The tables and the summary are computed from this run; with a handful
-  of trials per condition, differences of a point or two are within noise, and the intervals are
-  the test.
-* **How hard is our synthetic task, and why?** Chang & Lu's GPT-2 fakes are fluent; ours come from
-  a trigram model and are often ungrammatical a few words in, so MiniLM can learn to spot them
-  quickly (the intermediate curve). An easy intermediate task has less to teach: this is the main
-  way our setting differs from theirs. The surface statistics above show one more cue: nucleus
-  sampling prefers frequent words, so real endings hold more rare words.
-* **Scale.** They use RoBERTa-large, 30,000 synthetic examples and targets such as RTE with
-  thousands of examples and a 36-run grid per pair; we use MiniLM, about 1,400 synthetic examples,
-  tens to hundreds of target reviews and a 3 × 3 grid. Their effect on the *mean* came largely from
-  unstable restarts of a large model on small data; a 22M-parameter model fails less often.
-* **Transfer can be negative.** An intermediate task rewrites the encoder towards the features *it*
-  rewards: topic words for domain classification, fluency for real-vs-fake. MiniLM's own last
-  training (sentence similarity) already suits sentiment, and a short target phase may not undo the
-  rewrite. Pruksachatkun et al. (ACL 2020) saw many intermediate tasks hurt RoBERTa too. Section 6's
-  probe measures how much sentiment each encoder still holds; the pooler-reset runs test whether our
-  choice to carry the pooler [D] is to blame.
-* **Same text, two tasks.** Both intermediate tasks are built from the same unlabelled reviews, so a
-  difference between them comes from the task, not from seeing in-domain text. Neither saw a
-  sentiment label.
-* **Deviations [D].** The offline trigram generator, cross-fitted over folds; 8-word minimum
-  sentences; one intermediate run per task (seed 0); the pooler is carried with the encoder (BERT's
-  pooler feeds the classifier; Phang et al. replace only the output layer); a learning-rate × seed
-  grid instead of lr × batch × warmup × seed.
-* In `mode="ci"` (what CI runs) every phase is 8 steps, one seed, two learning rates, one target
-  size, and the intermediate tasks use 200 examples with evaluation capped at 32: the pipeline is
-  exercised, the numbers are not evidence. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * **What the numbers say.** The tables and the summary are computed from this run; with a handful
+#   of trials per condition, differences of a point or two are within noise, and the intervals are
+#   the test.
+# * **How hard is our synthetic task, and why?** Chang & Lu's GPT-2 fakes are fluent; ours come from
+#   a trigram model and are often ungrammatical a few words in, so MiniLM can learn to spot them
+#   quickly (the intermediate curve). An easy intermediate task has less to teach: this is the main
+#   way our setting differs from theirs. The surface statistics above show one more cue: nucleus
+#   sampling prefers frequent words, so real endings hold more rare words.
+# * **Scale.** They use RoBERTa-large, 30,000 synthetic examples and targets such as RTE with
+#   thousands of examples and a 36-run grid per pair; we use MiniLM, about 1,400 synthetic examples,
+#   tens to hundreds of target reviews and a 3 × 3 grid. Their effect on the *mean* came largely from
+#   unstable restarts of a large model on small data; a 22M-parameter model fails less often.
+# * **Transfer can be negative.** An intermediate task rewrites the encoder towards the features *it*
+#   rewards: topic words for domain classification, fluency for real-vs-fake. MiniLM's own last
+#   training (sentence similarity) already suits sentiment, and a short target phase may not undo the
+#   rewrite. Pruksachatkun et al. (ACL 2020) saw many intermediate tasks hurt RoBERTa too. Section 6's
+#   probe measures how much sentiment each encoder still holds; the pooler-reset runs test whether our
+#   choice to carry the pooler [D] is to blame.
+# * **Same text, two tasks.** Both intermediate tasks are built from the same unlabelled reviews, so a
+#   difference between them comes from the task, not from seeing in-domain text. Neither saw a
+#   sentiment label.
+# * **Deviations [D].** The offline trigram generator, cross-fitted over folds; 8-word minimum
+#   sentences; one intermediate run per task (seed 0); the pooler is carried with the encoder (BERT's
+#   pooler feeds the classifier; Phang et al. replace only the output layer); a learning-rate × seed
+#   grid instead of lr × batch × warmup × seed.
+# * In `mode="ci"` (what CI runs) every phase is 8 steps, one seed, two learning rates, one target
+#   size, and the intermediate tasks use 200 examples with evaluation capped at 32: the pipeline is
+#   exercised, the numbers are not evidence. Quote `mode="full"`.

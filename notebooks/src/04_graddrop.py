@@ -1,38 +1,38 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 04 · GradDrop: sparse, stochastic gradient masks
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. say how GradDrop differs from gradual unfreezing: *sparse and stochastic* instead of *dense and
+#    deterministic*, and why masking gradients acts like gradient noise;
+# 2. run its three variants (`element`, `epoch`, `layer`) with
+#    `methods=["full", ("graddrop", {"p": 0.3, "variant": "element"})]`, alone or with gradual
+#    unfreezing, and explain what `mode="grad"` and `mode="skip"` mean to AdamW;
+# 3. read accuracy against the masking probability `p`, in distribution and on held-out domains,
+#    in a low-data and a full-data regime, beside full fine-tuning and gradual unfreezing, with 95%
+#    confidence intervals over seeds, and say what this does and does not tell us about the paper.
+#
+# **Read this first: which parts are the paper's and which are ours.** GradDrop is O'Neill & Dutta,
+# "Gradient Sparsification For Masked Fine-Tuning of Transformers" (IJCNN 2023, arXiv:2307.10098).
+# Only its abstract was available to us. The abstract says: gradients are masked stochastically
+# and sparsely while back-propagating, as a form of gradient noise; several variants exist; it beat
+# standard fine-tuning and gradual unfreezing on XGLUE with XLM-R Large, with the largest gains on
+# unseen, under-resourced languages. Everything else here is *our reading* ([D] in METHODS.md §2):
+# the exact masking rule, the variant definitions (the names "epoch" and "layer" are ours), the
+# default `p = 0.3`, no rescaling by default, and masks applied once per optimiser step before
+# gradient clipping. (Not to be confused with Chen et al.'s *Gradient Sign Dropout*, also called
+# GradDrop, a multi-task method with a different rule.)
 
-NAME = "04_graddrop.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 04 · GradDrop: sparse, stochastic gradient masks
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. say how GradDrop differs from gradual unfreezing: *sparse and stochastic* instead of *dense and
-   deterministic*, and why masking gradients acts like gradient noise;
-2. run its three variants (`element`, `epoch`, `layer`) with
-   `methods=["full", ("graddrop", {{"p": 0.3, "variant": "element"}})]`, alone or with gradual
-   unfreezing, and explain what `mode="grad"` and `mode="skip"` mean to AdamW;
-3. read accuracy against the masking probability `p`, in distribution and on held-out domains,
-   in a low-data and a full-data regime, beside full fine-tuning and gradual unfreezing, with 95%
-   confidence intervals over seeds, and say what this does and does not tell us about the paper.
-
-**Read this first: which parts are the paper's and which are ours.** GradDrop is O'Neill & Dutta,
-"Gradient Sparsification For Masked Fine-Tuning of Transformers" (IJCNN 2023, arXiv:2307.10098).
-Only its abstract was available to us. The abstract says: gradients are masked stochastically
-and sparsely while back-propagating, as a form of gradient noise; several variants exist; it beat
-standard fine-tuning and gradual unfreezing on XGLUE with XLM-R Large, with the largest gains on
-unseen, under-resourced languages. Everything else here is *our reading* ([D] in METHODS.md §2):
-the exact masking rule, the variant definitions (the names "epoch" and "layer" are ours), the
-default `p = 0.3`, no rescaling by default, and masks applied once per optimiser step before
-gradient clipping. (Not to be confused with Chen et al.'s *Gradient Sign Dropout*, also called
-GradDrop, a multi-task method with a different rule.)
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # ci mode uses the first one
 task = "reviews"
@@ -43,8 +43,10 @@ regimes = ["low-data", "full-data"]
 low_data_examples = 128          # training reviews in the low-data regime ...
 low_data_steps = 64              # ... and its optimiser steps (8 epochs at batch 16)
 full_data_epochs = 2             # epochs over all training reviews in the full-data regime
-lr = 1e-4''', tags=["parameters"]),
-    code('''import math
+lr = 1e-4
+
+# %%
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -95,29 +97,31 @@ for r in regimes:
     c = regime_cfg[r]
     n = min(c.max_train_examples or n_train, n_train)
     steps = c.max_steps or math.ceil(c.num_epochs * math.ceil(n / c.batch_size))
-    print(f"{r}: {n} training reviews, {steps} optimiser steps ({steps / math.ceil(n / c.batch_size):.1f} epochs)")'''),
-    md(r"""
-## 1. Dense and deterministic vs sparse and stochastic
+    print(f"{r}: {n} training reviews, {steps} optimiser steps ({steps / math.ceil(n / c.batch_size):.1f} epochs)")
 
-Gradual unfreezing (notebook 03) decides *which units learn* by a fixed plan: the top block first,
-one more every `k` steps, every entry of a trainable unit updated. GradDrop decides *which gradient
-entries count* by coin flips, fresh at every optimiser step:
+# %% [markdown]
+# ## 1. Dense and deterministic vs sparse and stochastic
+#
+# Gradual unfreezing (notebook 03) decides *which units learn* by a fixed plan: the top block first,
+# one more every `k` steps, every entry of a trainable unit updated. GradDrop decides *which gradient
+# entries count* by coin flips, fresh at every optimiser step:
+#
+# $$\tilde g_t = m_t \odot g_t, \qquad m_{t,i} \sim \mathrm{Bernoulli}(1-p),$$
+#
+# so every parameter of the body is trained, but each step only through a random fraction $1-p$ of
+# its gradient. The head (classifier and pooler) is never masked. Three variants ([D]):
+#
+# * **element**: a fresh mask over every entry, every step;
+# * **epoch**: one element mask per epoch, held fixed for that epoch (a random sparse sub-network
+#   per epoch);
+# * **layer**: each unit (the embeddings, each block) is dropped whole with probability $p$.
+#
+# Below: the same 24×24 corner of a weight matrix under the element and epoch variants (dark =
+# kept), the layer variant's units × steps, and gradual unfreezing's plan for contrast. These masks
+# come from the same drawing code the plug-in uses.
 
-$$\tilde g_t = m_t \odot g_t, \qquad m_{t,i} \sim \mathrm{Bernoulli}(1-p),$$
-
-so every parameter of the body is trained, but each step only through a random fraction $1-p$ of
-its gradient. The head (classifier and pooler) is never masked. Three variants ([D]):
-
-* **element**: a fresh mask over every entry, every step;
-* **epoch**: one element mask per epoch, held fixed for that epoch (a random sparse sub-network
-  per epoch);
-* **layer**: each unit (the embeddings, each block) is dropped whole with probability $p$.
-
-Below: the same 24×24 corner of a weight matrix under the element and epoch variants (dark =
-kept), the layer variant's units × steps, and gradual unfreezing's plan for contrast. These masks
-come from the same drawing code the plug-in uses.
-"""),
-    code('''steps_demo = 9
+# %%
+steps_demo = 9
 fig, axes = plt.subplots(2, 2, figsize=(13, 5.2), gridspec_kw={"height_ratios": [1, 1.4]})
 an.plot_masks(gd.preview_masks("element", p_variants, steps=steps_demo), ax=axes[0, 0],
               title=f"element, p={p_variants}: a new mask every step")
@@ -128,29 +132,32 @@ an.plot_masks(gd.preview_masks("layer", p_variants, steps=3 * steps_demo, units=
 an.plot_trainability(su.trainability("gu", len(units), 3, 3 * steps_demo), units, ax=axes[1, 1],
                      title="gradual unfreezing, k=3: dense and planned", k=3)
 plt.tight_layout()
-plt.show()'''),
-    md(r"""
-**Gradient noise as regularisation.** With mask $m$ drawn independently of the data,
-$\mathbb{E}[\tilde g] = (1-p)\,g$: on average the update points the same way, only shorter (AdamW
-largely undoes the scale: it divides by a running gradient magnitude). With `rescale=True` the kept
-entries are multiplied by $1/(1-p)$, so $\mathbb{E}[\tilde g] = g$ exactly, and the noise added per
-entry has variance $\frac{p}{1-p}\,g_i^2$. Like dropout on activations, this noise may keep the
-network from fitting the training set too closely, which is why it might help *out of
-distribution* more than in it. The same reasoning says it should matter most with little data.
+plt.show()
 
-**What "masked" means to AdamW** (METHODS.md §0). With `mode="grad"` (the default, "masks
-gradients") a masked entry gets a zero gradient, but AdamW still decays its moments, moves it by
-its momentum, and applies weight decay: noise, not a freeze. With `mode="skip"` a masked entry does
-not move at all in that step (the layer variant gives AdamW no gradient for dropped units; the
-element variants put the entries' weights and moments back after the step). We run both.
 
-### Explore: p and variant
+# %% [markdown]
+# **Gradient noise as regularisation.** With mask $m$ drawn independently of the data,
+# $\mathbb{E}[\tilde g] = (1-p)\,g$: on average the update points the same way, only shorter (AdamW
+# largely undoes the scale: it divides by a running gradient magnitude). With `rescale=True` the kept
+# entries are multiplied by $1/(1-p)$, so $\mathbb{E}[\tilde g] = g$ exactly, and the noise added per
+# entry has variance $\frac{p}{1-p}\,g_i^2$. Like dropout on activations, this noise may keep the
+# network from fitting the training set too closely, which is why it might help *out of
+# distribution* more than in it. The same reasoning says it should matter most with little data.
+#
+# **What "masked" means to AdamW** (METHODS.md §0). With `mode="grad"` (the default, "masks
+# gradients") a masked entry gets a zero gradient, but AdamW still decays its moments, moves it by
+# its momentum, and applies weight decay: noise, not a freeze. With `mode="skip"` a masked entry does
+# not move at all in that step (the layer variant gives AdamW no gradient for dropped units; the
+# element variants put the entries' weights and moments back after the step). We run both.
+#
+# ### Explore: p and variant
+#
+# Pick a variant and `p`: the masks over a few steps and the fraction of gradient entries kept,
+# expected and measured on the drawn masks. (Static figure: the element variant at this notebook's
+# `p_variants`.)
 
-Pick a variant and `p`: the masks over a few steps and the fraction of gradient entries kept,
-expected and measured on the drawn masks. (Static figure: the element variant at this notebook's
-`p_variants`.)
-"""),
-    code('''def show_masks(variant, p):
+# %%
+def show_masks(variant, p):
     steps = 8
     m = gd.preview_masks(variant, p, steps=steps if variant != "layer" else 40, units=len(units), steps_per_epoch=4)
     fig, ax = plt.subplots(figsize=(12, 2.4 if variant != "layer" else 2.8))
@@ -160,19 +167,22 @@ expected and measured on the drawn masks. (Static figure: the element variant at
 
 
 nb.explore(show_masks, {"variant": list(gd.VARIANTS), "p": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]},
-           static={"variant": "element", "p": p_variants})'''),
-    md("""
-## 2. The study: p, variants and baselines, in two regimes
+           static={"variant": "element", "p": p_variants})
 
-Every setting is full fine-tuning of MiniLM with one more plug-in (or none), over the same seeds:
-a seed fixes the head's initialisation, the training subsample and the data order, so differences
-between settings *paired by seed* isolate the method. The low-data regime trains on a stratified
-subsample of the training reviews for a fixed number of steps; the full-data regime uses every
-review. Gradual unfreezing (`gu`) unfreezes one unit every `k` steps so that all are trainable after
-about a third of training (notebook 03); `gu + element` is GU with element masks inside the
-unfrozen units, the "sparse variant of gradual unfreezing" of the abstract.
-"""),
-    code('''def settings_for(total_steps):
+
+# %% [markdown]
+# ## 2. The study: p, variants and baselines, in two regimes
+#
+# Every setting is full fine-tuning of MiniLM with one more plug-in (or none), over the same seeds:
+# a seed fixes the head's initialisation, the training subsample and the data order, so differences
+# between settings *paired by seed* isolate the method. The low-data regime trains on a stratified
+# subsample of the training reviews for a fixed number of steps; the full-data regime uses every
+# review. Gradual unfreezing (`gu`) unfreezes one unit every `k` steps so that all are trainable after
+# about a third of training (notebook 03); `gu + element` is GU with element masks inside the
+# unfrozen units, the "sparse variant of gradual unfreezing" of the abstract.
+
+# %%
+def settings_for(total_steps):
     k = su.auto_k(total_steps, len(units))
     ev = {"epoch_steps": S["epoch_steps"]} if S["epoch_steps"] else {}
     out = {"full": (["full"], None, "baseline"), "gu": ([("gu", {"k": k})], None, "baseline")}
@@ -204,26 +214,30 @@ res = res.drop(columns=[c for c in ("p", "family") if c in res]).merge(meta, on=
 records = [r for r in tft.results.load_records(store) if r["run_id"] in set(res.run_id)]
 hist = an.histories(records)
 held = an.held_out_mean(res, eval_sets[1:], by=["regime", "setting"]).merge(meta, on=["regime", "setting"], how="left")
-an.ci_table(pd.concat([res, held], ignore_index=True).assign(row=lambda d: d.regime + " / " + d.setting), rows="row")'''),
-    md("""
-First, a check that the plug-in did what it says: the fraction of gradient entries kept per step,
-read back from the runs' histories, against $1-p$.
-"""),
-    code('''kept = hist[hist.setting.isin(meta[meta.p.notna()].setting)].groupby(["regime", "setting"])["graddrop_kept"] \\
+an.ci_table(pd.concat([res, held], ignore_index=True).assign(row=lambda d: d.regime + " / " + d.setting), rows="row")
+
+# %% [markdown]
+# First, a check that the plug-in did what it says: the fraction of gradient entries kept per step,
+# read back from the runs' histories, against $1-p$.
+
+# %%
+kept = hist[hist.setting.isin(meta[meta.p.notna()].setting)].groupby(["regime", "setting"])["graddrop_kept"] \
     .agg(["mean", "min", "max"]).reset_index().merge(meta, on=["regime", "setting"])
 kept["expected (1 - p)"] = 1 - kept.p
-kept.round(3)'''),
-    md("""
-The layer variant keeps or drops whole units, and the embeddings hold more than half of MiniLM's
-parameters, so its kept *fraction of entries* jumps between steps; its mean is still about
-$1-p$. Under `gu + element` the fraction is over the units already unfrozen.
+kept.round(3)
 
-## 3. Accuracy against p
+# %% [markdown]
+# The layer variant keeps or drops whole units, and the embeddings hold more than half of MiniLM's
+# parameters, so its kept *fraction of entries* jumps between steps; its mean is still about
+# $1-p$. Under `gu + element` the fraction is over the units already unfrozen.
+#
+# ## 3. Accuracy against p
+#
+# Element variant, mean over seeds with 95% CIs, in distribution and averaged over the held-out
+# domains; the dashed and dotted lines (with bands) are full fine-tuning and gradual unfreezing.
 
-Element variant, mean over seeds with 95% CIs, in distribution and averaged over the held-out
-domains; the dashed and dotted lines (with bands) are full fine-tuning and gradual unfreezing.
-"""),
-    code('''fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
+# %%
+fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
 for ax, r in zip(axes[0], regimes):
     sub = both[both.regime == r]
@@ -231,13 +245,15 @@ for ax, r in zip(axes[0], regimes):
                      baselines={"full FT": sub[sub.setting == "full"], "GU": sub[sub.setting == "gu"]},
                      title=f"{r} (n={sub.seed.nunique()} seeds)")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 4. Variants, modes and GU, at one p
+plt.show()
 
-All settings at `p_variants`, per eval set. Held-out domains are where a regulariser should help.
-"""),
-    code('''pv = f"p={p_variants:g}"
+# %% [markdown]
+# ## 4. Variants, modes and GU, at one p
+#
+# All settings at `p_variants`, per eval set. Held-out domains are where a regulariser should help.
+
+# %%
+pv = f"p={p_variants:g}"
 keep_settings = ["full", "gu"] + [s for s in meta.setting.unique() if s.endswith(pv)]
 fig, axes = plt.subplots(1, len(regimes), figsize=(8 * len(regimes), 4.4), squeeze=False)
 for ax, r in zip(axes[0], regimes):
@@ -246,12 +262,14 @@ for ax, r in zip(axes[0], regimes):
     an.plot_comparison(sub, x="eval_set", hue="setting", order=eval_sets + ["held-out (mean)"], ax=ax,
                        title=f"{r}", baseline=tft.data.majority_baseline(data, "in-distribution"))
 plt.tight_layout()
-plt.show()'''),
-    md("""
-Noise shows in the training loss: the loss per step for full fine-tuning and the element variant
-at the largest p (first seed, smoothed over 8 steps).
-"""),
-    code('''first = S["seeds"][0]
+plt.show()
+
+# %% [markdown]
+# Noise shows in the training loss: the loss per step for full fine-tuning and the element variant
+# at the largest p (first seed, smoothed over 8 steps).
+
+# %%
+first = S["seeds"][0]
 fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 3.4), squeeze=False)
 p_hi = f"element p={max(S['ps']):g}"
 for ax, r in zip(axes[0], regimes):
@@ -264,15 +282,18 @@ for ax, r in zip(axes[0], regimes):
     ax.set_title(r)
     ax.legend(fontsize=8)
 plt.tight_layout()
-plt.show()'''),
-    md("""
-## 5. The paper's claims next to ours
+plt.show()
 
-Differences are *paired* by seed against full fine-tuning (same seed, same head initialisation,
-same data; only the plug-in differs), in points of accuracy, with 95% CIs over seeds.
-"Reproduced" needs the whole interval above zero.
-"""),
-    code('''def paired(frame, a, b="full"):
+
+# %% [markdown]
+# ## 5. The paper's claims next to ours
+#
+# Differences are *paired* by seed against full fine-tuning (same seed, same head initialisation,
+# same data; only the plug-in differs), in points of accuracy, with 95% CIs over seeds.
+# "Reproduced" needs the whole interval above zero.
+
+# %%
+def paired(frame, a, b="full"):
     return an.paired_difference(frame, a, b, by="setting")
 
 
@@ -304,19 +325,21 @@ for _, b in best.iterrows():
                    "verdict": "consistent" if b.dh > max(0, b.di) else "not seen"})
 claims = pd.DataFrame(claims)
 display(paired_table.drop(columns=["dh", "di"]))
-claims'''),
-    md("""
-## Exercises
+claims
 
-1. With the element variant at `p = 0.3` and a linear schedule of p down to 0 over training
-   (`p_schedule="linear"`), what fraction of gradient entries is kept per step *on average over
-   training*? (two decimals)
-2. Under the layer variant with this backbone's units (embeddings and every block) and
-   `p = 0.3`, what is the probability that a step drops *no* unit at all? (three decimals)
-3. In this run's low-data regime (or the first regime run), did the best GradDrop setting beat full
-   fine-tuning on the held-out domains by more than seed noise? (`True`/`False`)
-"""),
-    code('''answer_1 = None
+# %% [markdown]
+# ## Exercises
+#
+# 1. With the element variant at `p = 0.3` and a linear schedule of p down to 0 over training
+#    (`p_schedule="linear"`), what fraction of gradient entries is kept per step *on average over
+#    training*? (two decimals)
+# 2. Under the layer variant with this backbone's units (embeddings and every block) and
+#    `p = 0.3`, what is the probability that a step drops *no* unit at all? (three decimals)
+# 3. In this run's low-data regime (or the first regime run), did the best GradDrop setting beat full
+#    fine-tuning on the held-out domains by more than seed noise? (`True`/`False`)
+
+# %%
+answer_1 = None
 answer_2 = None
 answer_3 = None
 
@@ -326,9 +349,15 @@ nb.check("Exercise 2", answer_2, 0.7 ** len(units), tol=0.0005, hint="Each of th
 if len(best):
     b0 = best.iloc[0]
     nb.check("Exercise 3", answer_3, bool(b0["held-out verdict"] == "reproduced"),
-             hint="Look at the held-out verdict of the best GradDrop setting in the first regime.")'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''sentences = []
+             hint="Look at the held-out verdict of the best GradDrop setting in the first regime.")
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+sentences = []
 agg_h = an.aggregate(held, by=("regime", "setting"))
 agg_i = an.aggregate(res[res.eval_set == "in-distribution"], by=("regime", "setting"))
 for r in regimes:
@@ -353,32 +382,31 @@ for r in regimes:
         el = el.assign(p=el.setting.str.slice(10).astype(float)).sort_values("p")
         sentences.append(f"Held-out accuracy against p (element): " + ", ".join(
             f"p={row.p:g} {100 * row.mean:.1f}%" for row in el.itertuples()) + ".")
-nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)'''),
-    md("""
-### Discussion
+nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)
 
-* **What the numbers say.** The summary and the tables above are computed from this run. With
-  three seeds and a few hundred test reviews per domain, differences of a point are usually within
-  noise: read the paired intervals, not the bars.
-* **Why we cannot test the paper's main claim.** The paper fine-tunes XLM-R Large (550M
-  parameters) on XGLUE and tests zero-shot on *other languages*, where the gains were largest for
-  under-resourced languages the model saw little of. Our MiniLM is English-only (notebook 01: no
-  transfer to other languages), so our shift is between English *review domains*, which MiniLM
-  bridges well, and our runs are a few hundred steps on about a thousand reviews. A regulariser that
-  helps a large model stay multilingual need not help a small English model across domains.
-* **What is ours, not theirs ([D]).** The rule (Bernoulli masks per entry), the variants, `p`, no
-  rescaling, one mask per optimiser step applied before clipping, and the two AdamW semantics are
-  our reading of a two-sentence description. If the paper masks per micro-batch, rescales, or
-  chooses `p` per layer, results could differ.
-* **AdamW hides much of the mask.** Adam divides each update by a running RMS of that entry's
-  gradients; a zeroed gradient shrinks the first moment a little and leaves the momentum to move
-  the weight anyway (`mode="grad"`). That is why `mode="skip"` is a genuinely different method,
-  and why moderate `p` changes so little.
-* **Cost.** The masks cost a few percent of a step on CPU for the element variant (16 random bits
-  per entry, and only the embedding rows a batch used); `mode="skip"` costs about twice a plain
-  step on CPU because it copies the weights and moments (`benchmarks/README.md`).
-* In `mode="ci"` (what CI runs) every run is 8 steps, one seed, the largest p of `ps` beside
-  `p_variants`, evaluation sets capped at 32 reviews, and the epoch variant holds its masks 4 steps: the pipeline is exercised, the numbers are not
-  evidence. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * **What the numbers say.** The summary and the tables above are computed from this run. With
+#   three seeds and a few hundred test reviews per domain, differences of a point are usually within
+#   noise: read the paired intervals, not the bars.
+# * **Why we cannot test the paper's main claim.** The paper fine-tunes XLM-R Large (550M
+#   parameters) on XGLUE and tests zero-shot on *other languages*, where the gains were largest for
+#   under-resourced languages the model saw little of. Our MiniLM is English-only (notebook 01: no
+#   transfer to other languages), so our shift is between English *review domains*, which MiniLM
+#   bridges well, and our runs are a few hundred steps on about a thousand reviews. A regulariser that
+#   helps a large model stay multilingual need not help a small English model across domains.
+# * **What is ours, not theirs ([D]).** The rule (Bernoulli masks per entry), the variants, `p`, no
+#   rescaling, one mask per optimiser step applied before clipping, and the two AdamW semantics are
+#   our reading of a two-sentence description. If the paper masks per micro-batch, rescales, or
+#   chooses `p` per layer, results could differ.
+# * **AdamW hides much of the mask.** Adam divides each update by a running RMS of that entry's
+#   gradients; a zeroed gradient shrinks the first moment a little and leaves the momentum to move
+#   the weight anyway (`mode="grad"`). That is why `mode="skip"` is a genuinely different method,
+#   and why moderate `p` changes so little.
+# * **Cost.** The masks cost a few percent of a step on CPU for the element variant (16 random bits
+#   per entry, and only the embedding rows a batch used); `mode="skip"` costs about twice a plain
+#   step on CPU because it copies the weights and moments (`benchmarks/README.md`).
+# * In `mode="ci"` (what CI runs) every run is 8 steps, one seed, the largest p of `ps` beside
+#   `p_variants`, evaluation sets capped at 32 reviews, and the epoch variant holds its masks 4 steps: the pipeline is exercised, the numbers are not
+#   evidence. Quote `mode="full"`.

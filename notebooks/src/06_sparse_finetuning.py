@@ -1,30 +1,30 @@
-from nbtools import COLAB, INSTALL, code, md
+# %% [markdown]
+# # 06 · Sparse fine-tuning: lottery tickets and composable difference vectors
+#
+# {{colab}}
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. describe a fine-tune as a *difference vector* φ = θ − θ0 and store, apply, revert and compose
+#    it (`tft.sparse.SparseDiff`);
+# 2. run lottery-ticket sparse fine-tuning (LT-SFT): train densely, keep the K entries that moved
+#    most, reset, retrain only those (`tft.sparse.lt_sft`), and judge it against a random mask of
+#    the same size, dense fine-tuning and a task adapter, with 95% confidence intervals over seeds;
+# 3. build a *domain* SFT by masked-language modelling on unlabelled text and compose it with a task
+#    SFT for zero-shot transfer to a held-out domain, and see whether sparse differences interfere
+#    less than dense ones when added.
+#
+# The method is Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer" (ACL 2022,
+# arXiv:2110.07560); its rules and defaults are in METHODS.md §4. Where we deviate, it says [D].
 
-NAME = "06_sparse_finetuning.ipynb"
+# %%
+# {{install}}
 
-CELLS = [
-    md(f"""
-# 06 · Sparse fine-tuning: lottery tickets and composable difference vectors
+# %% [markdown]
+# ## Parameters
 
-{COLAB.format(name=NAME)}
-
-**Learning goals.** After this notebook you can
-
-1. describe a fine-tune as a *difference vector* φ = θ − θ0 and store, apply, revert and compose
-   it (`tft.sparse.SparseDiff`);
-2. run lottery-ticket sparse fine-tuning (LT-SFT): train densely, keep the K entries that moved
-   most, reset, retrain only those (`tft.sparse.lt_sft`), and judge it against a random mask of
-   the same size, dense fine-tuning and a task adapter, with 95% confidence intervals over seeds;
-3. build a *domain* SFT by masked-language modelling on unlabelled text and compose it with a task
-   SFT for zero-shot transfer to a held-out domain, and see whether sparse differences interfere
-   less than dense ones when added.
-
-The method is Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer" (ACL 2022,
-arXiv:2110.07560); its rules and defaults are in METHODS.md §4. Where we deviate, it says [D].
-"""),
-    code(INSTALL),
-    md("## Parameters"),
-    code('''mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+# %% tags=["parameters"]
+mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone = "minilm"
 seeds = [0, 1, 2]                # ci mode uses the first one
 task = "reviews"
@@ -41,8 +41,10 @@ mlm_steps = 100                  # MLM steps per phase of each domain SFT
 mlm_lr = 1e-4
 warm_steps = 50                  # MLM head warm-up (MiniLM ships no MLM head) [D]
 adapter_reduction_factor = 16    # the task adapter compared side by side
-adapter_lr = 1e-3                # adapters want a larger step (notebook 02 uses the same)''', tags=["parameters"]),
-    code('''import matplotlib.pyplot as plt
+adapter_lr = 1e-3                # adapters want a larger step (notebook 02 uses the same)
+
+# %%
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -82,27 +84,29 @@ dense_cfg = sparse_cfg.replace(max_steps=S["dense_steps"])
 STUDY = "06_sparse_finetuning"
 sns.set_theme(style="whitegrid", context="notebook")
 print(f"K values {S['ks']}, random-mask K {S['random_ks']}, {S['n_train']} training reviews, "
-      f"{S['dense_steps']} dense + {S['sparse_steps']} sparse steps, seeds {S['seeds']}")'''),
-    md(r"""
-## 1. A fine-tune is a difference vector
+      f"{S['dense_steps']} dense + {S['sparse_steps']} sparse steps, seeds {S['seeds']}")
 
-Fine-tuning moves the pretrained weights θ0 to θ. Write the result as θ = θ0 + φ. For full
-fine-tuning φ is dense: every entry moves a little. A **sparse fine-tuning** (SFT) keeps
-$\|\varphi\|_0 = K$, with K a few percent of the entries at most, and stores φ as
-(index, value) pairs: 8 bytes per entry here (int32 index + fp32 value), plus the head.
+# %% [markdown]
+# ## 1. A fine-tune is a difference vector
+#
+# Fine-tuning moves the pretrained weights θ0 to θ. Write the result as θ = θ0 + φ. For full
+# fine-tuning φ is dense: every entry moves a little. A **sparse fine-tuning** (SFT) keeps
+# $\|\varphi\|_0 = K$, with K a few percent of the entries at most, and stores φ as
+# (index, value) pairs: 8 bytes per entry here (int32 index + fp32 value), plus the head.
+#
+# LT-SFT decides *which* K entries by a lottery ticket:
+#
+# 1. **dense phase**: fine-tune every maskable entry (LayerNorm frozen, head trained densely);
+# 2. **select**: δ = |θ₁ − θ0| pooled over all tensors; keep the K largest;
+# 3. **reset** every parameter, the head included, to its value before phase 1;
+# 4. **sparse phase**: a fresh optimiser; after each backward, gradients outside the mask are zeroed.
+#
+# Step 4 hides a pitfall: AdamW's *decoupled weight decay* shrinks every entry, gradient or not. The
+# plug-in (`"sparse-update"`) puts the unmasked entries back after each step, so they stay exactly
+# at θ0 (tested). What may change in MiniLM:
 
-LT-SFT decides *which* K entries by a lottery ticket:
-
-1. **dense phase**: fine-tune every maskable entry (LayerNorm frozen, head trained densely);
-2. **select**: δ = |θ₁ − θ0| pooled over all tensors; keep the K largest;
-3. **reset** every parameter, the head included, to its value before phase 1;
-4. **sparse phase**: a fresh optimiser; after each backward, gradients outside the mask are zeroed.
-
-Step 4 hides a pitfall: AdamW's *decoupled weight decay* shrinks every entry, gradient or not. The
-plug-in (`"sparse-update"`) puts the unmasked entries back after each step, so they stay exactly
-at θ0 (tested). What may change in MiniLM:
-"""),
-    code('''probe = tft.load_backbone(backbone, num_labels=data.num_labels)
+# %%
+probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 names = sp.maskable_names(probe.model, probe.blocks)
 units = probe.blocks.unit_of(probe.model)
 params = dict(probe.model.named_parameters())
@@ -114,18 +118,20 @@ groups = pd.DataFrame(groups).pivot_table(index="unit", columns="kind", values="
 n_maskable = int(groups["maskable"].sum())
 print(f"{n_maskable:,} maskable entries; the embeddings hold {groups.loc['embeddings', 'maskable'] / n_maskable:.0%} of them")
 print("K per setting:", {k: f"{sp.resolve_k(k, n_maskable):,}" for k in S["ks"]})
-groups'''),
-    md("""
-## 2. Domain SFTs by masked-language modelling
+groups
 
-The paper composes a *language* SFT (MLM on target-language text) with a task SFT trained in the
-source language. MiniLM is English-only, so our shift is the **domain**: one SFT on the unlabelled
-text of the four source domains (`source`) and one per held-out domain, each by LT-SFT with MLM.
-MiniLM ships no MLM head; we warm a fresh one (untied, frozen decoder) on the text, train it
-densely in both phases and throw it away [D]. The SFTs are cached in the store folder and loaded
-on a rerun with the same settings.
-"""),
-    code('''texts = {"source": [t for d in data.meta["source_domains"] for t in data.texts(domain=d, lang="en")]}
+# %% [markdown]
+# ## 2. Domain SFTs by masked-language modelling
+#
+# The paper composes a *language* SFT (MLM on target-language text) with a task SFT trained in the
+# source language. MiniLM is English-only, so our shift is the **domain**: one SFT on the unlabelled
+# text of the four source domains (`source`) and one per held-out domain, each by LT-SFT with MLM.
+# MiniLM ships no MLM head; we warm a fresh one (untied, frozen decoder) on the text, train it
+# densely in both phases and throw it away [D]. The SFTs are cached in the store folder and loaded
+# on a rerun with the same settings.
+
+# %%
+texts = {"source": [t for d in data.meta["source_domains"] for t in data.texts(domain=d, lang="en")]}
 texts.update({d: data.texts(domain=d, lang="en") for d in targets})
 key = f"{backbone}-k{domain_k}-m{S['mlm_steps']}-w{S['warm_steps']}-lr{mlm_lr}"
 dom, dom_dense, mlm_logs = sp.cached_domain_sfts(
@@ -145,23 +151,25 @@ plt.show()
 ov = pd.DataFrame([{"pair": f"source / {d}", "entries each": dom[d].changed,
                     "shared": int(dom["source"].overlap(dom[d]).iloc[-1]["shared"])} for d in targets])
 ov["shared share"] = (ov["shared"] / ov["entries each"]).round(3)
-ov'''),
-    md("""
-How to read it: the dense phase's loss falls further than the sparse phase's (it can move every
-entry), and the sparse phase starts from the same warmed head. The overlap table says how many
-entries two domain SFTs share: when they are added to the same task SFT, only the shared entries
-add up.
+ov
 
-## 3. LT-SFT across K, a random mask, dense fine-tuning and a task adapter
+# %% [markdown]
+# How to read it: the dense phase's loss falls further than the sparse phase's (it can move every
+# entry), and the sparse phase starts from the same warmed head. The overlap table says how many
+# entries two domain SFTs share: when they are added to the same task SFT, only the shared entries
+# add up.
+#
+# ## 3. LT-SFT across K, a random mask, dense fine-tuning and a task adapter
+#
+# Per seed, following the paper's recipe, the task SFT is trained **with the source-domain SFT
+# applied** (θ0 + φ_source is the starting point). The dense phase is shared across K (selection only
+# changes K). Baselines: the dense phase itself (full fine-tuning with LayerNorm frozen, `lt-sft-dense`),
+# a random mask of the same K (`random-sft`), and a task adapter (`adapter`, reduction factor
+# `adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps at `adapter_lr`: adapters
+# train few parameters and want a larger step than full fine-tuning, as in notebook 02).
 
-Per seed, following the paper's recipe, the task SFT is trained **with the source-domain SFT
-applied** (θ0 + φ_source is the starting point). The dense phase is shared across K (selection only
-changes K). Baselines: the dense phase itself (full fine-tuning with LayerNorm frozen, `lt-sft-dense`),
-a random mask of the same K (`random-sft`), and a task adapter (`adapter`, reduction factor
-`adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps at `adapter_lr`: adapters
-train few parameters and want a larger step than full fine-tuning, as in notebook 02).
-"""),
-    code('''run_ids, task_sfts, dense_sfts, seed0 = [], {}, {}, {}
+# %%
+run_ids, task_sfts, dense_sfts, seed0 = [], {}, {}, {}
 for seed in S["seeds"]:
     cfg, dcfg = sparse_cfg.replace(seed=seed), dense_cfg.replace(seed=seed)
     dense = None
@@ -197,8 +205,10 @@ res["setting"] = np.where(res.method.isin(["lt-sft", "random-sft"]),
                           res.method + " K=" + res["k"].map(lambda v: f"{v:,.0f}" if pd.notna(v) else ""), res.method)
 held = an.held_out_mean(res, eval_sets[1:], by=["setting", "method", "k_fraction"])
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
-an.ci_table(both, rows="setting")'''),
-    code('''sweep_rows = both[both.method == "lt-sft"]
+an.ci_table(both, rows="setting")
+
+# %%
+sweep_rows = both[both.method == "lt-sft"]
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
 for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
     sub = sweep_rows[sweep_rows.eval_set == ev]
@@ -211,19 +221,22 @@ for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
     ax.set_xscale("log")
     ax.legend(fontsize=7, loc="lower right")
 plt.tight_layout()
-plt.show()'''),
-    md("""
-How to read it: each point is the mean over seeds with its 95% interval; the dashed band is the
-dense phase (full fine-tuning with LayerNorm frozen) and the dotted one the task adapter. The
-paper's first claim is that a few percent of the entries come close to dense quality; the second,
-that *which* entries matters (grey squares: random masks of the same K).
+plt.show()
 
-### Paired differences
 
-Seeds pair runs (same head initialisation, same training subsample), so the paired difference is
-the sharper test.
-"""),
-    code('''def label(method, k):
+# %% [markdown]
+# How to read it: each point is the mean over seeds with its 95% interval; the dashed band is the
+# dense phase (full fine-tuning with LayerNorm frozen) and the dotted one the task adapter. The
+# paper's first claim is that a few percent of the entries come close to dense quality; the second,
+# that *which* entries matters (grey squares: random masks of the same K).
+#
+# ### Paired differences
+#
+# Seeds pair runs (same head initialisation, same training subsample), so the paired difference is
+# the sharper test.
+
+# %%
+def label(method, k):
     return f"{method} K={sp.resolve_k(k, n_maskable):,}"
 
 
@@ -237,15 +250,17 @@ for ev in ["in-distribution", "held-out (mean)"]:
     t.insert(0, "eval set", ev)
     tables.append(t)
 paired = pd.concat(tables, ignore_index=True)
-paired.drop(columns=["mean", "ci95"])'''),
-    md("""
-## 4. Where do the chosen entries live?
+paired.drop(columns=["mean", "ci95"])
 
-The selection is global: a tensor gets as many entries as it has among the K largest moves. MiniLM's
-word-embedding matrix holds about half of all entries, but only the rows of words that occur in
-the training reviews get a gradient at all.
-"""),
-    code('''where = pd.concat([d.by_unit().assign(K=f"{d.meta['k']:,}") for d in seed0.values()], ignore_index=True)
+# %% [markdown]
+# ## 4. Where do the chosen entries live?
+#
+# The selection is global: a tensor gets as many entries as it has among the K largest moves. MiniLM's
+# word-embedding matrix holds about half of all entries, but only the rows of words that occur in
+# the training reviews get a gradient at all.
+
+# %%
+where = pd.concat([d.by_unit().assign(K=f"{d.meta['k']:,}") for d in seed0.values()], ignore_index=True)
 order = list(dict.fromkeys(where.unit))
 share = where.pivot(index="K", columns="unit", values="share_of_diff")[order].fillna(0)
 share = share.loc[sorted(share.index, key=lambda s: int(s.replace(",", "")))]
@@ -262,15 +277,17 @@ axes[0].legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2
 plt.tight_layout()
 plt.show()
 emb_share = {k: float(seed0[k].by_unit().set_index("unit").share_of_diff.get("embeddings", 0.0)) for k in seed0}
-print("share of K in the embeddings:", {f"{sp.resolve_k(k, n_maskable):,}": f"{v:.1%}" for k, v in emb_share.items()})'''),
-    md("""
-### Explore: K → mask coverage and stored size
+print("share of K in the embeddings:", {f"{sp.resolve_k(k, n_maskable):,}": f"{v:.1%}" for k, v in emb_share.items()})
 
-Selection is cheap once the dense phase is done, so we can re-select any K from this run's dense
-phase (seed 0) and see which blocks the mask covers and what the SFT would weigh on disk
-(static figure: `compose_k`).
-"""),
-    code('''head_bytes = seed0[compose_k].head_size * 4
+# %% [markdown]
+# ### Explore: K → mask coverage and stored size
+#
+# Selection is cheap once the dense phase is done, so we can re-select any K from this run's dense
+# phase (seed 0) and see which blocks the mask covers and what the SFT would weigh on disk
+# (static figure: `compose_k`).
+
+# %%
+head_bytes = seed0[compose_k].head_size * 4
 
 
 def show_k(K):
@@ -287,21 +304,23 @@ def show_k(K):
 
 
 nb.explore(show_k, {"K": sorted({0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, compose_k})},
-           static={"K": compose_k})'''),
-    md("""
-## 5. Composing a task SFT with a domain SFT
+           static={"K": compose_k})
 
-Zero-shot transfer to a held-out domain d, three ways, on `shift:d`:
+# %% [markdown]
+# ## 5. Composing a task SFT with a domain SFT
+#
+# Zero-shot transfer to a held-out domain d, three ways, on `shift:d`:
+#
+# * **task only**: θ0 + φ_task;
+# * **+ source**: θ0 + φ_source + φ_task (what the task SFT was trained with);
+# * **+ target**: θ0 + φ_d + φ_task (the swap: the paper's zero-shot composition).
+#
+# The same with **dense** differences (the dense MLM phase of each domain, and a dense task diff
+# trained on top of the dense source diff). Sparse differences overlap little, so adding them should
+# interfere less; dense ones overlap everywhere.
 
-* **task only**: θ0 + φ_task;
-* **+ source**: θ0 + φ_source + φ_task (what the task SFT was trained with);
-* **+ target**: θ0 + φ_d + φ_task (the swap: the paper's zero-shot composition).
-
-The same with **dense** differences (the dense MLM phase of each domain, and a dense task diff
-trained on top of the dense source diff). Sparse differences overlap little, so adding them should
-interfere less; dense ones overlap everywhere.
-"""),
-    code('''comp = []
+# %%
+comp = []
 for seed in S["seeds"]:
     comp.append(sp.zero_shot_transfer(backbone, data, sparse_cfg.replace(seed=seed),
                                       {"sparse": task_sfts[seed], "dense": dense_sfts[seed]},
@@ -317,8 +336,10 @@ plt.tight_layout()
 plt.show()
 ovl = task_sfts[S["seeds"][0]].overlap(dom[targets[0]]).iloc[-1]
 print(f"task SFT (K={task_sfts[S['seeds'][0]].changed:,}) and the {targets[0]} SFT share {int(ovl['shared']):,} entries.")
-table_c'''),
-    code('''comp_pairs = []
+table_c
+
+# %%
+comp_pairs = []
 for kind in ("sparse", "dense"):
     comp_pairs += [(f"{kind}: + target", f"{kind}: task only"), (f"{kind}: + target", f"{kind}: + source")]
 paired_c = an.paired_table(held_c, comp_pairs, by="setting")
@@ -330,15 +351,17 @@ gain_rows = pd.DataFrame({"seed": gain.index, "metric": "accuracy",
     id_vars=["seed", "metric"], var_name="setting", value_name="value")
 paired_c = pd.concat([paired_c, an.paired_table(gain_rows, [("sparse", "dense")], by="setting").assign(
     a="sparse swap gain", b="dense swap gain")], ignore_index=True)
-paired_c.drop(columns=["mean", "ci95"])'''),
-    md("""
-## 6. Storage
+paired_c.drop(columns=["mean", "ci95"])
 
-What each way of fine-tuning leaves on disk for one task (fp32; the SFT as int32 index + fp32
-value per entry, plus the classification head; the adapter with its head, as `save_adapter`
-writes it would be a few KB more):
-"""),
-    code('''total = sum(p.numel() for p in probe.model.parameters())
+# %% [markdown]
+# ## 6. Storage
+#
+# What each way of fine-tuning leaves on disk for one task (fp32; the SFT as int32 index + fp32
+# value per entry, plus the classification head; the adapter with its head, as `save_adapter`
+# writes it would be a few KB more):
+
+# %%
+total = sum(p.numel() for p in probe.model.parameters())
 saved = seed0[compose_k].save(f"{store}/sft/task-{backbone}-k{compose_k}-seed{S['seeds'][0]}.sft")
 assert sp.SparseDiff.load(saved).changed == seed0[compose_k].changed  # a saved SFT reads back
 storage = pd.DataFrame([
@@ -349,16 +372,19 @@ storage = pd.DataFrame([
 ])
 storage["MiB"] = (storage.bytes / 2**20).round(3)
 storage["vs full model"] = (storage.bytes / (4 * total)).round(4)
-storage'''),
-    md("""
-## 7. The paper's claims next to ours
+storage
 
-The paper's evaluation is cross-lingual (UD POS and parsing, MasakhaNER, AmericasNLI, mBERT and
-XLM-R) and compares with MAD-X adapters; ours is English review sentiment across domains with a
-22M-parameter MiniLM and a few hundred training reviews. A claim "reproduced" needs the paired 95%
-interval above zero.
-"""),
-    code('''def row(a, b, ev):
+
+# %% [markdown]
+# ## 7. The paper's claims next to ours
+#
+# The paper's evaluation is cross-lingual (UD POS and parsing, MasakhaNER, AmericasNLI, mBERT and
+# XLM-R) and compares with MAD-X adapters; ours is English review sentiment across domains with a
+# 22M-parameter MiniLM and a few hundred training reviews. A claim "reproduced" needs the paired 95%
+# interval above zero.
+
+# %%
+def row(a, b, ev):
     r = paired[(paired.a == a) & (paired.b == b) & (paired["eval set"] == ev)]
     return r.iloc[0] if len(r) else None
 
@@ -392,18 +418,20 @@ if r is not None:
                                               f"({adapter_params:,} params): {r['a − b (points)']}",
                    "verdict": r["verdict (a > b)"] + " [ours: one task adapter, not MAD-X; see notebook 02]"})
 claims = pd.DataFrame(claims)
-claims'''),
-    md("""
-## Exercises
+claims
 
-1. How many bytes do the indices and values of an SFT with K = 10,000 entries take, stored as here
-   (int32 index + fp32 value), without the head?
-2. In this run, which share of the `compose_k` task SFT's entries (seed 0) lies in the embeddings?
-   (a fraction, two decimals)
-3. In this run, did the lottery-ticket mask beat the random mask at `compose_k` on the held-out
-   domains beyond seed noise? (`True`/`False`)
-"""),
-    code('''answer_1 = None
+# %% [markdown]
+# ## Exercises
+#
+# 1. How many bytes do the indices and values of an SFT with K = 10,000 entries take, stored as here
+#    (int32 index + fp32 value), without the head?
+# 2. In this run, which share of the `compose_k` task SFT's entries (seed 0) lies in the embeddings?
+#    (a fraction, two decimals)
+# 3. In this run, did the lottery-ticket mask beat the random mask at `compose_k` on the held-out
+#    domains beyond seed noise? (`True`/`False`)
+
+# %%
+answer_1 = None
 answer_2 = None
 answer_3 = None
 
@@ -411,9 +439,15 @@ nb.check("Exercise 1", answer_1, 8 * 10_000, hint="4 bytes of index plus 4 bytes
 nb.check("Exercise 2", answer_2, round(emb_share[compose_k], 2), tol=0.011, hint="Section 4 prints the shares.")
 r = row(kc, label("random-sft", compose_k), "held-out (mean)") if compose_k in S["random_ks"] else None
 if r is not None:
-    nb.check("Exercise 3", answer_3, bool(r["verdict (a > b)"] == "reproduced"), hint="The paired table of section 3.")'''),
-    md("## Measured summary\n\nBuilt from this run's numbers."),
-    code('''agg = an.aggregate(both, by=("setting", "eval_set"))
+    nb.check("Exercise 3", answer_3, bool(r["verdict (a > b)"] == "reproduced"), hint="The paired table of section 3.")
+
+# %% [markdown]
+# ## Measured summary
+#
+# Built from this run's numbers.
+
+# %%
+agg = an.aggregate(both, by=("setting", "eval_set"))
 
 
 def acc(setting, ev):
@@ -434,29 +468,28 @@ sentences.append(f"Share of K in the embeddings (seed {S['seeds'][0]}): " + ", "
     f"{v:.0%} at K={k:g}" for k, v in emb_share.items()) + ".")
 sentences.append(f"An SFT with K={seed0[compose_k].changed:,} takes {saved.stat().st_size / 2**20:.2f} MiB on disk, "
                  f"{saved.stat().st_size / (4 * total):.1%} of the full model.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)'''),
-    md("""
-### Discussion
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
 
-* **What the numbers say.** Every sentence above is computed from this run; the paired intervals,
-  not single means, decide a verdict. Three seeds give wide intervals: a difference of a point or
-  two is usually within noise.
-* **Our setting vs the paper's.** The paper trains for thousands of steps on large corpora with
-  K ≈ 7.7M–14M entries of mBERT/XLM-R (a few percent) and composes *language* SFTs learned from
-  Wikipedia. We train a 22M-parameter English model for a hundred steps on a few hundred reviews
-  and compose *domain* SFTs learned from ~230 sentences each: the domain SFTs can carry far less
-  than a language SFT, so a small composition gain (or none) is the expected outcome here, not a
-  contradiction of the paper.
-* **Dense vs sparse in a low-data regime.** Sparsity is a regulariser: with little data it can
-  match dense fine-tuning at a small K, and the lottery mask should beat a random one because it
-  keeps the entries the task actually uses (the word-embedding rows of words in the training set,
-  for one).
-* **Deviations** [D]: MiniLM's MLM head is warmed and discarded; selection takes exactly K
-  entries (`topk`) instead of `δ ≥ τ`; the task adapter is trained from θ0 (not stacked on a
-  domain adapter as in MAD-X; notebook 02 does that); the unmasked entries are put back after each
-  step instead of relying on weight decay being 0.
-* In `mode="ci"` (what CI runs) every phase is 6 steps on 64 reviews, one seed, two K values, one
-  held-out domain and evaluation capped at 32 reviews per set; the MLM phases are 4 steps: the pipeline is exercised,
-  the numbers are not evidence. Quote `mode="full"`.
-"""),
-]
+# %% [markdown]
+# ### Discussion
+#
+# * **What the numbers say.** Every sentence above is computed from this run; the paired intervals,
+#   not single means, decide a verdict. Three seeds give wide intervals: a difference of a point or
+#   two is usually within noise.
+# * **Our setting vs the paper's.** The paper trains for thousands of steps on large corpora with
+#   K ≈ 7.7M–14M entries of mBERT/XLM-R (a few percent) and composes *language* SFTs learned from
+#   Wikipedia. We train a 22M-parameter English model for a hundred steps on a few hundred reviews
+#   and compose *domain* SFTs learned from ~230 sentences each: the domain SFTs can carry far less
+#   than a language SFT, so a small composition gain (or none) is the expected outcome here, not a
+#   contradiction of the paper.
+# * **Dense vs sparse in a low-data regime.** Sparsity is a regulariser: with little data it can
+#   match dense fine-tuning at a small K, and the lottery mask should beat a random one because it
+#   keeps the entries the task actually uses (the word-embedding rows of words in the training set,
+#   for one).
+# * **Deviations** [D]: MiniLM's MLM head is warmed and discarded; selection takes exactly K
+#   entries (`topk`) instead of `δ ≥ τ`; the task adapter is trained from θ0 (not stacked on a
+#   domain adapter as in MAD-X; notebook 02 does that); the unmasked entries are put back after each
+#   step instead of relying on weight decay being 0.
+# * In `mode="ci"` (what CI runs) every phase is 6 steps on 64 reviews, one seed, two K values, one
+#   held-out domain and evaluation capped at 32 reviews per set; the MLM phases are 4 steps: the pipeline is exercised,
+#   the numbers are not evidence. Quote `mode="full"`.
