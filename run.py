@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "test":
-        _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "run.py"], cwd=ROOT)
+        _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "notebooks", "run.py"], cwd=ROOT)
         return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
     return subprocess.run([str(py), "-m", "tutorfinetune", "notebooks", *rest], cwd=ROOT, env=env).returncode
 

@@ -32,6 +32,7 @@ store = "runs"       # results store folder
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
+from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import notebook as nb

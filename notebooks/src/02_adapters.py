@@ -42,6 +42,7 @@ num_epochs = 3
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an

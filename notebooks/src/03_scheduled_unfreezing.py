@@ -295,7 +295,7 @@ for ax, (body, units) in zip(axes, (("adapter", units_adapter), ("full", units_f
     ev = orders[orders.event > 0]
     # at each event: did FUN pick the highest unit still frozen (what GU would pick from that state)?
     picks = []
-    for rid, sub in orders.groupby("run_id"):
+    for _, sub in orders.groupby("run_id"):
         frozen = set(range(len(units)))
         for r in sub.sort_values("event").itertuples():
             if r.event > 0:
@@ -421,7 +421,7 @@ for body in ("adapter", "full"):
     else:
         sentences.append("No schedule beat standard training on the held-out domains.")
     i_ = ind[ind.body == body]
-    sentences.append(f"In distribution: " + ", ".join(f"{r.schedule} {an.format_ci(r.mean, r.ci95)}" for r in i_.itertuples()) + ".")
+    sentences.append("In distribution: " + ", ".join(f"{r.schedule} {an.format_ci(r.mean, r.ci95)}" for r in i_.itertuples()) + ".")
 for body, hh_ in hills.items():
     sentences.append(f"tr(F) per trainable unit under GU ({body}) peaks at step {hh_['peak_step']} "
                      + ("and rises above" if hh_["above_standard"] else "and stays below")

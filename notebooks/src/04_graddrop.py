@@ -49,9 +49,9 @@ lr = 1e-4
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
@@ -380,7 +380,7 @@ for r in regimes:
     el = agg_h[(agg_h.regime == r) & agg_h.setting.str.startswith("element p=")]
     if len(el) > 1:
         el = el.assign(p=el.setting.str.slice(10).astype(float)).sort_values("p")
-        sentences.append(f"Held-out accuracy against p (element): " + ", ".join(
+        sentences.append("Held-out accuracy against p (element): " + ", ".join(
             f"p={row.p:g} {100 * row.mean:.1f}%" for row in el.itertuples()) + ".")
 nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)
 

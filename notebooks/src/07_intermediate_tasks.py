@@ -50,6 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
@@ -169,7 +170,7 @@ for name, c in curves.groupby("intermediate", sort=False):
     ev = c[c.dev_accuracy.notna()]
     axes[1].plot(ev.step, ev.dev_accuracy, marker="o", label=name)
 chance_of = {n: (1 / tasks[n].num_labels) for n in intermediates}
-for n, ch in chance_of.items():
+for ch in chance_of.values():
     axes[1].axhline(ch, ls=":", color="grey", lw=1)
 axes[0].set(xlabel="step", ylabel="training loss (moving avg)", title="intermediate training")
 axes[1].set(xlabel="step", ylabel="dev accuracy", title="how hard is each task? (dotted: chance)")
