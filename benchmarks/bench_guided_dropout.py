@@ -40,7 +40,7 @@ def main() -> int:
     import torch
 
     import tutorfinetune as tft
-    from tutorfinetune import sublayer_fisher as sf
+    from tutorfinetune.fisher import sublayer as sf
 
     task = tft.load_task("reviews")
     texts = task.texts()

@@ -42,7 +42,7 @@ def main() -> int:
     from safetensors.torch import save_file
 
     import tutorfinetune as tft
-    from tutorfinetune import sparse as sp
+    from tutorfinetune import diffs as sp
     from tutorfinetune.methods import SparseUpdate
 
     task = tft.load_task("reviews")

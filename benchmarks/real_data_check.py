@@ -45,7 +45,7 @@ def main() -> int:
     shifts = [f"shift:{d}" for d in reviews.meta["target_domains"]]
     cfg = tft.TrainConfig(lr=args.lr, num_epochs=args.epochs, batch_size=16, max_length=128,
                           eval_sets=["in-distribution", *shifts, "real:sst2-dev", "real:nusax-en-test"])
-    a = tft.study.sweep(args.backbone, ours, cfg, seeds=args.seeds, store=args.store, study="train-on-reviews")
+    a = tft.studies.sweep(args.backbone, ours, cfg, seeds=args.seeds, store=args.store, study="train-on-reviews")
     # contrast: the same number of real SST-2 training sentences (whole sentences of >= 8 words)
     n = len(reviews.train)
     pool = sst2.train[sst2.train.text.str.split().str.len() >= 8]
@@ -55,7 +55,7 @@ def main() -> int:
     sst_task = tft.data.Task("sst2-sample", sst_frame, names, {"dev": {"split": "dev"}})
     sst_task = sst_task.with_eval_sets({k: reviews.eval_set(k) for k in ["in-distribution", *shifts]})
     cfg2 = cfg.replace(eval_sets=["dev", "in-distribution", *shifts])
-    b = tft.study.sweep(args.backbone, sst_task, cfg2, seeds=args.seeds, store=args.store, study="train-on-sst2")
+    b = tft.studies.sweep(args.backbone, sst_task, cfg2, seeds=args.seeds, store=args.store, study="train-on-sst2")
     df = pd.concat([a.assign(trained_on="reviews (bundled)"), b.assign(trained_on=f"SST-2 sample (n={n})")])
     table = tft.analysis.ci_table(df, rows="trained_on")
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import NEG, POS, toy_frame
 
-from tutorfinetune import load_backbone, madx, methods, train
+from tutorfinetune import load_backbone, methods, mlm, train
 from tutorfinetune.data import Task
 from tutorfinetune.methods.adapter import (
     AdapterError,
@@ -15,6 +15,7 @@ from tutorfinetune.methods.adapter import (
     load_adapter,
     save_adapter,
 )
+from tutorfinetune.recipes import madx
 
 
 def domain_task() -> Task:
@@ -143,7 +144,7 @@ def test_loading_an_adapter_of_another_backbone(tiny, tmp_path):
 def test_mlm_warm_head_lowers_the_loss():
     bb = load_backbone("tiny", num_labels=2)
     texts = [f"{t} number {i}" for i, t in enumerate(POS + NEG)] * 4
-    head, losses = madx.warm_mlm_head(bb, texts, steps=40, batch_size=16, lr=5e-3)
+    head, losses = mlm.warm_mlm_head(bb, texts, steps=40, batch_size=16, lr=5e-3)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert head.predictions.decoder.weight is bb.model.bert.embeddings.word_embeddings.weight
     assert all(not p.requires_grad for n, p in head.named_parameters() if "decoder.weight" not in n)
@@ -152,7 +153,7 @@ def test_mlm_warm_head_lowers_the_loss():
 
 def test_domain_adapter_trains_only_itself():
     bb = load_backbone("tiny", num_labels=2)
-    head, _ = madx.mlm_head(bb)
+    head, _ = mlm.mlm_head(bb)
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
     losses = madx.train_domain_adapter(bb, [t for t in POS + NEG] * 3, "dom", head, steps=10, batch_size=8)
     assert len(losses) == 10
@@ -166,7 +167,7 @@ def test_swap_changes_the_active_stack(tiny):
     import adapters
 
     bb = tiny()
-    head, _ = madx.mlm_head(bb)
+    head, _ = mlm.mlm_head(bb)
     for n in ("source", "c"):
         madx.train_domain_adapter(bb, POS + NEG, n, head, steps=2, batch_size=4)
     TaskAdapter(stack_on="source").prepare(bb.model, bb.blocks)

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 from tutorfinetune import load_backbone, train
-from tutorfinetune.methods import GaussianDropout, GuidedDropout, MethodError, resolve
-from tutorfinetune.methods.dropout import GaussianNoise, dropout_map
-from tutorfinetune.sublayer_fisher import (
+from tutorfinetune.fisher.sublayer import (
     GuidanceError,
     SublayerScores,
     dropout_sites,
     sublayer_scores,
 )
+from tutorfinetune.methods import GaussianDropout, GuidedDropout, MethodError, resolve
+from tutorfinetune.methods.dropout import GaussianNoise, dropout_map
 
 TEXTS = [f"Sentence number {i} says the {w} was {a}." for i, (w, a) in
          enumerate([(w, a) for w in ("soup", "film", "phone", "hotel") for a in ("great", "awful", "fine")])]

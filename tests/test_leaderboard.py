@@ -3,8 +3,8 @@
 import pytest
 
 import tutorfinetune as tft
-from tutorfinetune import leaderboard as lb
 from tutorfinetune import results
+from tutorfinetune.studies import leaderboard as lb
 
 
 def test_entries_by_name_and_family():

@@ -89,7 +89,7 @@ def test_executes_in_ci_mode_and_records_results(path, tmp_path):
     assert path.stem in summaries and len(summaries[path.stem]["text"]) > 40
     assert summaries[path.stem]["mode"] == "ci"
     src = "".join("".join(c["source"]) for c in executed["cells"] if c["cell_type"] == "code")
-    if "tft.study.sweep(" in src or "tft.train(" in src:
+    if "tft.studies.sweep(" in src or "tft.train(" in src:
         recs = [r for r in results.load_records(store) if r.get("study") == path.stem]
         assert recs and all(r["status"] == "finished" for r in recs)
         assert all(r["metrics"] for r in recs)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorfinetune import TrainConfig, load_backbone, train
-from tutorfinetune import sparse as sp
+from tutorfinetune import TrainConfig, diffs, load_backbone, train
 from tutorfinetune.methods import GradDrop, MethodError, SparseUpdate, resolve
+from tutorfinetune.recipes import lt_sft as sft
 
 
 @pytest.fixture
@@ -26,45 +26,45 @@ def _flat(model, names):
 # ---------------------------------------------------------------------------------------------
 def test_maskable_excludes_layernorm_and_head_includes_embeddings(tiny):
     bb = tiny()
-    names = sp.maskable_names(bb.model, bb.blocks)
+    names = diffs.maskable_names(bb.model, bb.blocks)
     assert any("word_embeddings" in n for n in names)
     assert not any("LayerNorm" in n for n in names)
-    heads = set(sp.head_names(bb.model, bb.blocks))
+    heads = set(diffs.head_names(bb.model, bb.blocks))
     assert heads and not heads & set(names)
     assert any("classifier" in n for n in heads)
 
 
 @pytest.mark.parametrize("k,expected", [(0.5, 50), (1.0, 100), (7, 7), ("0.1", 10), ("30", 30)])
 def test_resolve_k(k, expected):
-    assert sp.resolve_k(k, 100) == expected
+    assert diffs.resolve_k(k, 100) == expected
 
 
 @pytest.mark.parametrize("k", [0, -3, 101, 1000, float("nan"), 2.5, "lots"])
 def test_resolve_k_refuses_bad_k(k):
-    with pytest.raises(sp.SparseError):
-        sp.resolve_k(k, 100)
+    with pytest.raises(diffs.SparseError):
+        diffs.resolve_k(k, 100)
 
 
 def test_select_mask_takes_exactly_the_k_largest_over_all_tensors():
     torch.manual_seed(0)
     d = {"a": torch.randn(10, 10), "b": torch.randn(50)}
-    mask = sp.select_mask(d, 12)
+    mask = diffs.select_mask(d, 12)
     assert sum(int(m.sum()) for m in mask.values()) == 12
     chosen = torch.cat([d[n].abs().reshape(-1)[mask[n].reshape(-1)] for n in d])
     left = torch.cat([d[n].abs().reshape(-1)[~mask[n].reshape(-1)] for n in d])
     assert chosen.min() > left.max()
     # ties at zero (untouched rows) do not inflate K
     z = {"a": torch.zeros(100), "b": torch.tensor([3.0, 2.0, 0.0])}
-    m = sp.select_mask(z, 5)
+    m = diffs.select_mask(z, 5)
     assert sum(int(x.sum()) for x in m.values()) == 5 and m["b"][:2].all()
 
 
 def test_select_mask_exclude_picks_new_entries_and_random_mask_is_seeded():
     d = {"a": torch.arange(20.0)}
-    first = sp.select_mask(d, 5)
-    second = sp.select_mask(d, 5, exclude=first)
+    first = diffs.select_mask(d, 5)
+    second = diffs.select_mask(d, 5, exclude=first)
     assert not (first["a"] & second["a"]).any() and second["a"][10:15].all()
-    r1, r2, r3 = (sp.random_mask({"a": (10, 10), "b": (30,)}, 17, seed=s) for s in (1, 1, 2))
+    r1, r2, r3 = (diffs.random_mask({"a": (10, 10), "b": (30,)}, 17, seed=s) for s in (1, 1, 2))
     assert sum(int(m.sum()) for m in r1.values()) == 17
     assert all(torch.equal(r1[n], r2[n]) for n in r1) and not all(torch.equal(r1[n], r3[n]) for n in r1)
 
@@ -73,21 +73,21 @@ def test_select_mask_exclude_picks_new_entries_and_random_mask_is_seeded():
 # SparseDiff
 # ---------------------------------------------------------------------------------------------
 def _random_diff(bb, k=300, seed=0, with_head=True):
-    names = sp.maskable_names(bb.model, bb.blocks)
+    names = diffs.maskable_names(bb.model, bb.blocks)
     ref = _flat(bb.model, names)
-    mask = sp.random_mask({n: t.shape for n, t in ref.items()}, k, seed=seed)
+    mask = diffs.random_mask({n: t.shape for n, t in ref.items()}, k, seed=seed)
     g = torch.Generator().manual_seed(seed)
     params = dict(bb.model.named_parameters())
     with torch.no_grad():
         for n in names:
             params[n].add_(torch.randn(params[n].shape, generator=g) * mask[n])
-        for n in sp.head_names(bb.model, bb.blocks):
+        for n in diffs.head_names(bb.model, bb.blocks):
             params[n].add_(1.0)
-    diff = sp.SparseDiff.from_models(bb.model, ref, bb.blocks, names=names, with_head=with_head)
+    diff = diffs.SparseDiff.from_models(bb.model, ref, bb.blocks, names=names, with_head=with_head)
     with torch.no_grad():
         for n in names:
             params[n].copy_(ref[n])
-        for n in sp.head_names(bb.model, bb.blocks):
+        for n in diffs.head_names(bb.model, bb.blocks):
             params[n].sub_(1.0)
     return diff, mask
 
@@ -101,13 +101,13 @@ def test_apply_then_revert_is_exact_and_apply_twice_is_refused(tiny):
     params = dict(bb.model.named_parameters())
     changed = sum(int((params[n] != before[n]).sum()) for n in mask)
     assert changed == 300
-    head = sp.head_names(bb.model, bb.blocks)
+    head = diffs.head_names(bb.model, bb.blocks)
     assert all(torch.allclose(params[n], before[n] + 1.0) for n in head)
-    with pytest.raises(sp.SparseError, match="already applied"):
+    with pytest.raises(diffs.SparseError, match="already applied"):
         diff.apply(bb.model)
     diff.revert(bb.model)
     assert all(torch.equal(p, before[n]) for n, p in bb.model.named_parameters())
-    with pytest.raises(sp.SparseError, match="not applied"):
+    with pytest.raises(diffs.SparseError, match="not applied"):
         diff.revert(bb.model)
 
 
@@ -115,7 +115,7 @@ def test_save_load_roundtrip_and_size(tiny, tmp_path):
     bb = tiny()
     diff, _ = _random_diff(bb)
     path = diff.save(tmp_path / "task.sft")
-    back = sp.SparseDiff.load(path)
+    back = diffs.SparseDiff.load(path)
     assert back.meta["id"] == diff.meta["id"] and back.meta["model_id"] == diff.meta["model_id"]
     assert set(back.deltas) == set(diff.deltas)
     for n, (i, v, s) in diff.deltas.items():
@@ -137,25 +137,25 @@ def test_corrupted_or_foreign_files_are_refused(tiny, tmp_path):
     path = diff.save(tmp_path / "d.sft")
     raw = path.read_bytes()
     (tmp_path / "trunc.sft").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(sp.SparseError, match="corrupted or truncated"):
-        sp.SparseDiff.load(tmp_path / "trunc.sft")
+    with pytest.raises(diffs.SparseError, match="corrupted or truncated"):
+        diffs.SparseDiff.load(tmp_path / "trunc.sft")
     (tmp_path / "junk.sft").write_bytes(b"not a diff at all")
-    with pytest.raises(sp.SparseError):
-        sp.SparseDiff.load(tmp_path / "junk.sft")
+    with pytest.raises(diffs.SparseError):
+        diffs.SparseDiff.load(tmp_path / "junk.sft")
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(sp.SparseError, match="not a tutorfinetune sparse diff"):
-        sp.SparseDiff.load(tmp_path / "other.safetensors")
-    with pytest.raises(sp.SparseError, match="No diff file"):
-        sp.SparseDiff.load(tmp_path / "missing.sft")
+    with pytest.raises(diffs.SparseError, match="not a tutorfinetune sparse diff"):
+        diffs.SparseDiff.load(tmp_path / "other.safetensors")
+    with pytest.raises(diffs.SparseError, match="No diff file"):
+        diffs.SparseDiff.load(tmp_path / "missing.sft")
     # indices out of range
     n = next(k for k, (i, _, _) in diff.deltas.items() if i is not None)
     i, v, s = diff.deltas[n]
     diff.deltas[n] = (i + int(np.prod(s)), v, s)
     diff.save(tmp_path / "bad.sft")
-    with pytest.raises(sp.SparseError, match="outside its shape"):
-        sp.SparseDiff.load(tmp_path / "bad.sft")
+    with pytest.raises(diffs.SparseError, match="outside its shape"):
+        diffs.SparseDiff.load(tmp_path / "bad.sft")
 
 
 def test_compose_adds_overlaps_and_refuses_other_backbones(tiny):
@@ -183,9 +183,9 @@ def test_compose_adds_overlaps_and_refuses_other_backbones(tiny):
     assert all(torch.equal(p, before[n]) for n, p in bb.model.named_parameters())
     other = load_backbone("tiny", num_labels=2, seed=5, tiny_layers=3)
     c, _ = _random_diff(other, k=50)
-    with pytest.raises(sp.SparseError, match="different backbones"):
-        sp.compose(a, c)
-    with pytest.raises(sp.SparseError, match="another backbone|no parameter"):
+    with pytest.raises(diffs.SparseError, match="different backbones"):
+        diffs.compose(a, c)
+    with pytest.raises(diffs.SparseError, match="another backbone|no parameter"):
         c.apply(bb.model, bb.blocks)
 
 
@@ -194,9 +194,9 @@ def test_compose_adds_overlaps_and_refuses_other_backbones(tiny):
 # ---------------------------------------------------------------------------------------------
 def test_sparse_phase_moves_only_masked_entries_even_with_weight_decay(tiny, toy_task, cfg):
     bb = tiny()
-    names = sp.maskable_names(bb.model, bb.blocks)
+    names = diffs.maskable_names(bb.model, bb.blocks)
     ref = _flat(bb.model, names)
-    mask = sp.random_mask({n: t.shape for n, t in ref.items()}, 500, seed=3)
+    mask = diffs.random_mask({n: t.shape for n, t in ref.items()}, 500, seed=3)
     train(bb, toy_task, cfg, [SparseUpdate(mask=mask)], store=None, verbose=False)
     params = dict(bb.model.named_parameters())
     outside = sum(int((params[n] != ref[n])[~mask[n]].sum()) for n in names)
@@ -210,9 +210,9 @@ def test_sparse_phase_moves_only_masked_entries_even_with_weight_decay(tiny, toy
 def test_without_the_put_back_weight_decay_would_move_masked_entries(tiny, toy_task, cfg, monkeypatch):
     """Mutation check: the exact-zero test above fails if the put-back is disabled."""
     bb = tiny()
-    names = sp.maskable_names(bb.model, bb.blocks)
+    names = diffs.maskable_names(bb.model, bb.blocks)
     ref = _flat(bb.model, names)
-    mask = sp.random_mask({n: t.shape for n, t in ref.items()}, 500, seed=3)
+    mask = diffs.random_mask({n: t.shape for n, t in ref.items()}, 500, seed=3)
     monkeypatch.setattr(SparseUpdate, "restore", lambda self: None)
     train(bb, toy_task, cfg, [SparseUpdate(mask=mask)], store=None, verbose=False)
     params = dict(bb.model.named_parameters())
@@ -223,7 +223,7 @@ def test_l1_pulls_towards_the_start(tiny, toy_task, cfg):
     dist = {}
     for l1 in (0.0, 1e4):
         bb = tiny()
-        names = sp.maskable_names(bb.model, bb.blocks)
+        names = diffs.maskable_names(bb.model, bb.blocks)
         ref = _flat(bb.model, names)
         train(bb, toy_task, cfg.replace(weight_decay=0.0), [SparseUpdate(l1=l1)], store=None, verbose=False)
         params = dict(bb.model.named_parameters())
@@ -234,13 +234,13 @@ def test_l1_pulls_towards_the_start(tiny, toy_task, cfg):
 def test_lt_sft_recipe(tiny, toy_task, cfg, tmp_path):
     bb = tiny()
     start = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
-    names = sp.maskable_names(bb.model, bb.blocks)
-    res = sp.lt_sft(bb, toy_task, cfg, k=0.02, store=tmp_path, study="t")
+    names = diffs.maskable_names(bb.model, bb.blocks)
+    res = sft.lt_sft(bb, toy_task, cfg, k=0.02, store=tmp_path, study="t")
     n_mask = sum(start[n].numel() for n in names)
     assert res.k == round(0.02 * n_mask)
     assert 0 < res.diff.changed <= res.k
     # the diff lives on the lottery mask: the K entries that moved most in the dense phase
-    mask = sp.select_mask(res.dense.deltas, res.k)
+    mask = diffs.select_mask(res.dense.deltas, res.k)
     for n, (i, v, _s) in res.diff.deltas.items():
         idx = i.long() if i is not None else torch.nonzero(v).reshape(-1)
         assert mask[n].reshape(-1)[idx].all()
@@ -249,7 +249,7 @@ def test_lt_sft_recipe(tiny, toy_task, cfg, tmp_path):
     for n in names:
         moved = params[n] != start[n]
         assert not moved[~mask[n]].any()
-    head = sp.head_names(bb.model, bb.blocks)
+    head = diffs.head_names(bb.model, bb.blocks)
     assert all(torch.equal(res.diff.head[n], params[n].detach().cpu()) for n in head)
     # both runs recorded, under the method names a table shows
     from tutorfinetune import results
@@ -267,24 +267,24 @@ def test_lt_sft_recipe(tiny, toy_task, cfg, tmp_path):
 
 def test_dense_phase_reused_across_k_and_random_baseline(tiny, toy_task, cfg):
     bb = tiny()
-    small = sp.lt_sft(bb, toy_task, cfg, k=0.01, store=None)
+    small = sft.lt_sft(bb, toy_task, cfg, k=0.01, store=None)
     bb2 = tiny()
-    big = sp.lt_sft(bb2, toy_task, cfg, k=0.05, dense=small.dense, store=None)
+    big = sft.lt_sft(bb2, toy_task, cfg, k=0.05, dense=small.dense, store=None)
     assert big.dense is small.dense
-    ms, mb = (sp.select_mask(small.dense.deltas, r.k) for r in (small, big))
+    ms, mb = (diffs.select_mask(small.dense.deltas, r.k) for r in (small, big))
     assert all(not (ms[n] & ~mb[n]).any() for n in ms)  # the top 1% sits inside the top 5%
     bb3 = tiny()
-    rnd = sp.lt_sft(bb3, toy_task, cfg, k=0.01, selection="random", store=None)
+    rnd = sft.lt_sft(bb3, toy_task, cfg, k=0.01, selection="random", store=None)
     assert rnd.dense is None and rnd.result.method == "random-sft"
     ov = small.diff.overlap(rnd.diff)
     assert int(ov.loc[ov.tensor == "total", "shared"].iloc[0]) < small.k // 4
-    with pytest.raises(sp.SparseError, match="Unknown selection"):
-        sp.lt_sft(tiny(), toy_task, cfg, selection="lotery", store=None)
+    with pytest.raises(diffs.SparseError, match="Unknown selection"):
+        sft.lt_sft(tiny(), toy_task, cfg, selection="lotery", store=None)
 
 
 def test_n_iterations_grows_the_mask(tiny, toy_task, cfg):
     bb = tiny()
-    res = sp.lt_sft(bb, toy_task, cfg, k=200, n_iterations=2, store=None)
+    res = sft.lt_sft(bb, toy_task, cfg, k=200, n_iterations=2, store=None)
     assert 0 < res.diff.changed <= 200
 
 
@@ -292,12 +292,12 @@ def test_start_from_measures_the_task_diff_from_the_source_sft(tiny, toy_task, c
     bb = tiny()
     src, _ = _random_diff(bb, k=300, seed=4, with_head=False)
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
-    res = sp.lt_sft(bb, toy_task, cfg, k=100, start_from=src, store=None)
+    res = sft.lt_sft(bb, toy_task, cfg, k=100, start_from=src, store=None)
     assert res.diff.changed <= 100  # φ_task alone, not φ_src + φ_task
     assert src.applied_to(bb.model)
     src.revert(bb.model)
     # θ0 + φ_src + φ_task − φ_src = θ0 + φ_task on the maskable tensors
-    names = sp.maskable_names(bb.model, bb.blocks)
+    names = diffs.maskable_names(bb.model, bb.blocks)
     params = dict(bb.model.named_parameters())
     fresh = tiny()
     res.diff.apply(fresh.model)
@@ -318,7 +318,7 @@ def test_plugin_combinations_are_refused(tiny):
     with pytest.raises(MethodError, match="mask must be"):
         SparseUpdate(mask=[1, 2])
     bb = tiny()
-    with pytest.raises(sp.SparseError, match="does not fit"):
+    with pytest.raises(diffs.SparseError, match="does not fit"):
         SparseUpdate(mask=mask).prepare(bb.model, bb.blocks)
 
 
@@ -326,57 +326,55 @@ def test_domain_sft_by_mlm(tiny, toy_task):
     bb = tiny()
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
     texts = toy_task.train.text.tolist()
-    diff, dense, log = sp.domain_sft(bb, texts, k=150, steps=4, warm_steps=2, batch_size=8, max_length=32,
+    diff, dense, log = sft.domain_sft(bb, texts, k=150, steps=4, warm_steps=2, batch_size=8, max_length=32,
                                      lr=1e-3, name="toy")
     assert all(torch.equal(p, before[n]) for n, p in bb.model.named_parameters())  # model untouched
     assert 0 < diff.changed <= 150 and not diff.head
     assert dense.changed > 150 * 3
     assert len(log["sparse"]) == 4 and np.isfinite(log["sparse"]).all()
-    names = set(sp.maskable_names(bb.model, bb.blocks))
+    names = set(diffs.maskable_names(bb.model, bb.blocks))
     assert set(diff.deltas) <= names
     with pytest.raises(Exception, match="unlabelled text"):
-        sp.domain_sft(bb, [], k=10)
+        sft.domain_sft(bb, [], k=10)
 
 
 def test_evaluate_diffs_records_and_reverts(tiny, toy_task, cfg, tmp_path):
     bb = tiny()
-    res = sp.lt_sft(bb, toy_task, cfg, k=0.02, store=None)
-    dom, _, _ = sp.domain_sft(tiny(), toy_task.train.text.tolist(), k=100, steps=2, warm_steps=1, batch_size=8, max_length=32)
+    res = sft.lt_sft(bb, toy_task, cfg, k=0.02, store=None)
+    dom, _, _ = sft.domain_sft(tiny(), toy_task.train.text.tolist(), k=100, steps=2, warm_steps=1, batch_size=8, max_length=32)
     fresh = tiny()
     before = {n: p.detach().clone() for n, p in fresh.model.named_parameters()}
-    m = sp.evaluate_diffs(fresh, toy_task, cfg, [dom, res.diff], method="task+domain", store=tmp_path, study="t")
+    m = sft.evaluate_diffs(fresh, toy_task, cfg, [dom, res.diff], method="task+domain", store=tmp_path, study="t")
     assert set(m) == set(toy_task.eval_set_specs) and 0 <= m["dev"]["accuracy"] <= 1
     assert all(torch.equal(p, before[n]) for n, p in fresh.model.named_parameters())
     from tutorfinetune import results
 
     df = results.load(tmp_path)
     assert set(df.method) == {"task+domain"}
-    with pytest.raises(sp.SparseError, match="head"):
-        sp.evaluate_diffs(fresh, toy_task, cfg, [dom], method="x", store=None)
+    with pytest.raises(diffs.SparseError, match="head"):
+        sft.evaluate_diffs(fresh, toy_task, cfg, [dom], method="x", store=None)
 
 
 def test_cached_domain_sfts_and_zero_shot_transfer(tiny, toy_task, cfg, tmp_path, monkeypatch):
-    import tutorfinetune.sparse as spm
-
     made = []
-    real = spm.domain_sft
-    monkeypatch.setattr(spm, "load_backbone", lambda name, **kw: load_backbone("tiny", **kw))
-    monkeypatch.setattr(spm, "domain_sft", lambda *a, **kw: made.append(kw["name"]) or real(*a, **kw))
+    real = sft.domain_sft
+    monkeypatch.setattr(sft, "load_backbone", lambda name, **kw: load_backbone("tiny", **kw))
+    monkeypatch.setattr(sft, "domain_sft", lambda *a, **kw: made.append(kw["name"]) or real(*a, **kw))
     texts = {"source": toy_task.train.text.tolist()[:40], "dev": toy_task.train.text.tolist()[40:]}
     kw = dict(k=100, steps=2, warm_steps=1, batch_size=8, max_length=32)
-    s1, d1, _ = sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
-    s2, d2, _ = sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
+    s1, d1, _ = sft.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
+    s2, d2, _ = sft.cached_domain_sfts("tiny", texts, tmp_path / "sft", **kw)
     assert made == ["source", "dev"]  # the second call loaded the saved files
     assert all(torch.equal(s1[n].deltas[t][1], s2[n].deltas[t][1]) for n in s1 for t in s1[n].deltas)
-    with pytest.raises(sp.SparseError, match="other settings"):
-        sp.cached_domain_sfts("tiny", texts, tmp_path / "sft", **{**kw, "k": 50})
+    with pytest.raises(diffs.SparseError, match="other settings"):
+        sft.cached_domain_sfts("tiny", texts, tmp_path / "sft", **{**kw, "k": 50})
     bb = tiny()
-    dense = sp.dense_phase(bb, toy_task, cfg, start_from=d1["source"], store=None)
+    dense = sft.dense_phase(bb, toy_task, cfg, start_from=d1["source"], store=None)
     d1["source"].revert(bb.model)
-    res = sp.lt_sft(tiny(), toy_task, cfg, k=0.02, start_from=s1["source"], store=None)
+    res = sft.lt_sft(tiny(), toy_task, cfg, k=0.02, start_from=s1["source"], store=None)
     # the toy task's eval set "dev" doubles as a "held-out domain" here
     task = toy_task.with_eval_sets({"shift:dev": toy_task.eval_set("dev")})
-    out = sp.zero_shot_transfer(tiny(), task, cfg, {"sparse": res.diff, "dense": dense.diff},
+    out = sft.zero_shot_transfer(tiny(), task, cfg, {"sparse": res.diff, "dense": dense.diff},
                                 {"sparse": s1, "dense": d1}, ["dev"], store=tmp_path / "runs", study="z")
     acc = out[out.metric == "accuracy"]
     assert len(acc) == 6 and set(acc.combo) == {"task only", "+ source", "+ target"}

@@ -9,10 +9,10 @@ import torch
 from conftest import realdata
 
 import tutorfinetune as tft
-from tutorfinetune import stilts as st
 from tutorfinetune import synthetic as sy
 from tutorfinetune.data import TaskError, multiple_choice_task
 from tutorfinetune.engine import TrainingError, collate, encode
+from tutorfinetune.recipes import stilts as st
 
 WORDS = ["red", "blue", "green", "small", "large", "quiet", "loud", "warm", "cold", "fast"]
 
@@ -106,7 +106,7 @@ def test_real_fake_task_is_a_multiple_choice_task_and_sweeps_load_the_right_head
     texts = tft.load_task("reviews").texts(lang="en")
     task = sy.real_fake_task(texts, seed=0, max_examples=120)
     assert task.multiple_choice and task.num_labels == 4 and task.meta["generator"]["cross_fitted"]
-    df = tft.study.sweep("tiny", task, cfg.replace(max_steps=2), seeds=[0], store=tmp_path)
+    df = tft.studies.sweep("tiny", task, cfg.replace(max_steps=2), seeds=[0], store=tmp_path)
     assert set(df.eval_set) == {"dev"} and df.status.eq("finished").all()
 
 
@@ -259,7 +259,7 @@ def test_intermediate_id_is_part_of_the_target_fingerprint(tmp_path, mc_task, to
     assert inter_a.id != inter_b.id
     runs = []
     for inter in (inter_a, inter_b, inter_a):
-        runs.append(tft.study.sweep("tiny", toy_task, cfg.replace(max_steps=2), seeds=[0],
+        runs.append(tft.studies.sweep("tiny", toy_task, cfg.replace(max_steps=2), seeds=[0],
                                     methods=[st.FromIntermediate(inter)], store=tmp_path, study="fp"))
     assert runs[0].run_id.iloc[0] != runs[1].run_id.iloc[0]  # another intermediate model: trained again
     assert runs[0].run_id.iloc[0] == runs[2].run_id.iloc[0]  # the same one: reused
@@ -300,6 +300,6 @@ def test_intermediate_phase_takes_plugins_that_update_the_encoder(mc_task, toy_t
     pre = st.encoder_state(tft.load_backbone("tiny", head="multiple-choice").model)
     assert any(not torch.equal(pre[k], v) for k, v in inter.state.items())
     out = st.stilts("tiny", None, toy_task, cfg, intermediate=inter, methods=[("guided-dropout", {"scores": {
-        s.name: float(i + 1) for i, s in enumerate(tft.sublayer_fisher.dropout_sites(
+        s.name: float(i + 1) for i, s in enumerate(tft.fisher.dropout_sites(
             tft.load_backbone("tiny").model, tft.load_backbone("tiny").blocks))}})], store=None)
     assert out.result.artifacts["guided-dropout"]["map"]

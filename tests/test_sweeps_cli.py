@@ -11,7 +11,7 @@ import pytest
 
 from tutorfinetune import results
 from tutorfinetune.cli import main
-from tutorfinetune.sweeps import (
+from tutorfinetune.studies.notebooks import (
     SweepError,
     cell_key,
     expand_grid,

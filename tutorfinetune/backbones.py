@@ -21,6 +21,8 @@ dropout all ask the :class:`BlockMap`. Taught in notebooks/00_start_here.ipynb.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ from typing import Iterator
 import pandas as pd
 import torch
 from torch import nn
+
+from .config import did_you_mean
 
 __all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "backbone_for_task", "available_backbones",
            "minilm_path", "HEADS", "is_multiple_choice"]
@@ -222,8 +226,6 @@ def load_backbone(
     )
 
     if head not in HEADS:
-        from .config import did_you_mean
-
         raise BackboneError(f"Unknown head {head!r}.{did_you_mean(head, HEADS)} Use one of {list(HEADS)}.")
     auto = AutoModelForMultipleChoice if head == "multiple-choice" else AutoModelForSequenceClassification
 
@@ -316,9 +318,40 @@ def block_map(model: nn.Module) -> BlockMap:
 def trainable_report(model: nn.Module, blocks: BlockMap, title: str) -> str:
     """The per-unit summary, plus one line per adapter when the model holds adapters."""
     text = format_summary(parameter_summary(model, blocks), title)
-    from .methods.adapter import adapter_summary
-
     ad = adapter_summary(model)
     for r in ad.itertuples(index=False):
         text += f"\n  adapter {r.adapter!r:<12} {r.trainable:>9,} / {r.total:>9,} trainable"
     return text
+
+
+def adapter_summary(model: nn.Module) -> pd.DataFrame:
+    """Trainable / total parameters per adapter (name) in the model."""
+    rows: dict[str, list[int]] = {}
+    for name, p in model.named_parameters():
+        owner = None
+        for key in (".adapters.", "invertible_adapters.", ".loras.", ".prefix_tunings.", ".refs."):
+            if key in name:
+                rest = name.split(key, 1)[1]
+                owner = rest.split(".", 1)[0]
+                break
+        if owner is None:
+            continue
+        tr, tot = rows.setdefault(owner, [0, 0])
+        rows[owner] = [tr + (p.numel() if p.requires_grad else 0), tot + p.numel()]
+    return pd.DataFrame([(k, *v) for k, v in rows.items()], columns=["adapter", "trainable", "total"])
+
+
+def model_id(model: nn.Module, blocks) -> str:
+    """A fingerprint of a model's architecture and *pretrained* encoder weights (not its head): the first
+    rows of the word embeddings and part of the top block. Guided dropout's score cache, sparse diffs and
+    intermediate models use it to refuse another backbone."""
+    cfg = model.config
+    arch = {k: getattr(cfg, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                               "num_attention_heads", "intermediate_size", "vocab_size")}
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    w = blocks.embeddings.word_embeddings.weight.detach()
+    h.update(w[: min(64, w.shape[0])].float().cpu().numpy().tobytes())
+    blk = blocks.blocks[-1]
+    for p in list(blk.parameters())[:2]:
+        h.update(p.detach().float().cpu().numpy().ravel()[:4096].tobytes())
+    return h.hexdigest()[:16]

@@ -11,7 +11,7 @@ embedded default backbone and the bundled data, writes the executed notebooks to
 ``<out>/notebooks/``, the results store to ``<out>/runs/``, and a summary (``<out>/summary.md``, built
 from each notebook's measured summary) that it also prints. Finished runs already in ``<out>/runs``
 are reused, so an interrupted study continues where it stopped. ``sweep`` is resumable the same way
-(see :mod:`tutorfinetune.sweeps`). Every command prints its own ``--help``.
+(see :mod:`tutorfinetune.studies.notebooks`). Every command prints its own ``--help``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, ba
 
 def _parse_method(text: str):
     """``graddrop:p=0.3,variant=element`` -> ("graddrop", {"p": 0.3, "variant": "element"}); ``full`` -> "full"."""
-    from .sweeps import parse_value
+    from .studies.notebooks import parse_value
 
     name, _, rest = text.partition(":")
     if not rest:
@@ -100,7 +100,7 @@ def _cmd_train(args) -> int:
     from . import analysis, results
     from .config import TrainConfig, as_list
     from .data import load_task
-    from .study import sweep
+    from .studies.runs import sweep
 
     task = load_task(args.task)
     fields = {"lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
@@ -159,7 +159,7 @@ def _cmd_results(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .sweeps import SweepError, notebook_sweep, parse_grid_option, parse_value
+    from .studies.notebooks import SweepError, notebook_sweep, parse_grid_option, parse_value
 
     try:
         grid = dict(parse_grid_option(g) for g in args.grid)

@@ -233,3 +233,16 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return self.from_dict({**self.to_dict(), **changes})
+
+    # --- the step budget ---------------------------------------------------------------------
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimiser steps in one pass over ``n_train`` examples (the last batch may be short)."""
+        return math.ceil(int(n_train) / self.batch_size)
+
+    def total_steps(self, n_train: int) -> int:
+        """The run's optimiser steps: ``max_steps`` when set, else ``num_epochs`` passes over ``n_train``
+        examples, rounded up (at least 1). The one place epochs become steps: the engine, recipes and
+        notebooks all ask here."""
+        if self.max_steps:
+            return int(self.max_steps)
+        return max(1, math.ceil(self.num_epochs * self.steps_per_epoch(n_train)))

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from .config import ConfigError, as_list, coerce
+from .env import resolve_device, versions
 from .progress import progress_mode
 from .results import _atomic_write_json
 
@@ -34,8 +35,6 @@ def banner() -> None:
     """Print the versions that matter (tutorfinetune, Python, torch, transformers, adapters) and the device,
     with the fix when no GPU is found: the last line of every notebook's install cell."""
     import torch
-
-    from .engine import resolve_device, versions
 
     v = versions()
     dev = resolve_device("auto")
@@ -55,8 +54,6 @@ def setup(mode: str = "ci", seeds: Any = (0,), quiet: bool = False) -> dict[str,
 
     Returns ``{"mode", "seeds", "device", "versions", "colab"}``.
     """
-    from .engine import resolve_device, versions
-
     if mode not in ("ci", "full"):
         raise ConfigError(f"mode must be 'ci' or 'full', got {mode!r}.")
     seeds = as_list(seeds, int, "seeds")

@@ -155,6 +155,44 @@ def load(path: str | os.PathLike = DEFAULT_STORE, status: str | None = "finished
     return df[cols + [c for c in df.columns if c not in cols]]
 
 
+def finished_runs(path: str | os.PathLike = DEFAULT_STORE, study: str | None = None) -> dict[str, str]:
+    """Fingerprint -> run id of every finished run in the store (of ``study`` only, when given; the
+    newest run where one fingerprint finished more than once). The one answer to "is this run already
+    in the store?": sweeps, recipes and the leaderboard ask here and train only what is missing."""
+    done: dict[str, str] = {}
+    for rec in load_records(path):  # oldest first, so the newest run of a fingerprint wins
+        if rec.get("status") != "finished" or not rec.get("fingerprint"):
+            continue
+        if study is not None and rec.get("study", "") != study:
+            continue
+        done[rec["fingerprint"]] = rec["run_id"]
+    return done
+
+
+def find_finished(path: str | os.PathLike, fingerprint: str | None = None, *, study: str | None = None,
+                  seed: int | None = None, config: dict | None = None, tags: dict | None = None) -> str | None:
+    """The run id of the newest finished run that matches every given field, or None: its
+    ``fingerprint``, or (for a recipe phase whose fingerprint is known only after an earlier phase) its
+    ``study``, ``seed``, ``config`` (a dict, compared whole) and ``tags`` (each given tag must match)."""
+    if fingerprint is not None and config is None and tags is None and seed is None:
+        return finished_runs(path, study).get(fingerprint)
+    found = None
+    for rec in load_records(path):
+        if rec.get("status") != "finished" or (study is not None and rec.get("study", "") != study):
+            continue
+        if fingerprint is not None and rec.get("fingerprint") != fingerprint:
+            continue
+        if seed is not None and rec.get("seed") != seed:
+            continue
+        if config is not None and rec.get("config") != config:
+            continue
+        have = rec.get("tags") or {}
+        if tags and any(have.get(k) != v for k, v in tags.items()):
+            continue
+        found = rec["run_id"]
+    return found
+
+
 def history(path: str | os.PathLike, run_id: str) -> pd.DataFrame:
     """The per-step history of one run as a DataFrame."""
     rec = json.loads(RunStore(path).record_path(run_id).read_text(encoding="utf-8"))

@@ -8,7 +8,8 @@ from .base import Method, MethodError, available, get, register, resolve
 from .dropout import GaussianDropout, GuidedDropout, StandardDropout
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 from .graddrop import GradDrop
-from .sparse import SparseUpdate
+from .intermediate import FromIntermediate, Intermediate, STILTsError
+from .sparse_update import SparseUpdate
 from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
 
 __all__ = [
@@ -35,4 +36,7 @@ __all__ = [
     "StandardDropout",
     "GaussianDropout",
     "SparseUpdate",
+    "FromIntermediate",
+    "Intermediate",
+    "STILTsError",
 ]

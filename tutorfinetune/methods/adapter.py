@@ -20,9 +20,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..backbones import adapter_summary, block_map
 from .base import Method, MethodError, register
 
 __all__ = ["TaskAdapter", "AdapterSwap", "AdapterError", "ensure_adapters", "adapter_config",
@@ -84,23 +85,6 @@ def adapter_config(config: Any = "seq_bn", reduction_factor: float | None = 16):
 def adapter_names(model: nn.Module) -> list[str]:
     cfg = getattr(model, "adapters_config", None)
     return list(cfg.adapters) if cfg is not None else []
-
-
-def adapter_summary(model: nn.Module) -> pd.DataFrame:
-    """Trainable / total parameters per adapter (name) in the model."""
-    rows: dict[str, list[int]] = {}
-    for name, p in model.named_parameters():
-        owner = None
-        for key in (".adapters.", "invertible_adapters.", ".loras.", ".prefix_tunings.", ".refs."):
-            if key in name:
-                rest = name.split(key, 1)[1]
-                owner = rest.split(".", 1)[0]
-                break
-        if owner is None:
-            continue
-        tr, tot = rows.setdefault(owner, [0, 0])
-        rows[owner] = [tr + (p.numel() if p.requires_grad else 0), tot + p.numel()]
-    return pd.DataFrame([(k, *v) for k, v in rows.items()], columns=["adapter", "trainable", "total"])
 
 
 def _head_trainable(model: nn.Module, blocks) -> None:
@@ -196,10 +180,6 @@ def save_adapter(model: nn.Module, name: str, path: str | Path, backbone: str = 
     """Save one adapter (and the head) in AdapterHub's format (safetensors), plus a backbone tag."""
     if name not in adapter_names(model):
         raise AdapterError(f"No adapter named {name!r} to save; the model has {adapter_names(model)}.")
-    from safetensors.torch import save_file
-
-    from ..backbones import block_map
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_adapter(str(path), name, use_safetensors=True)
@@ -245,10 +225,6 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
     except (RuntimeError, ValueError, KeyError) as e:
         raise AdapterError(f"Could not load the adapter in {path} into this backbone: {e}") from None
     if with_head and (path / "head.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        from ..backbones import block_map
-
         state = load_file(str(path / "head.safetensors"))
         for i, m in enumerate(block_map(model).head):
             part = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)}

@@ -1,7 +1,7 @@
 """Dropout plug-ins: guided dropout (METHODS.md §3) and its baselines, standard and Gaussian dropout.
 
 ``"guided-dropout"`` gives every dropout site of the encoder its own probability from the Fisher
-score of the sublayer that feeds it (:mod:`tutorfinetune.sublayer_fisher`): with ``mapping="rank"``
+score of the sublayer that feeds it (:mod:`tutorfinetune.fisher.sublayer`): with ``mapping="rank"``
 (the authors' code, default) the D sites are ranked by score, ascending, and site r gets
 ``p_upper * (1 - r / (D - 1))``: the flattest sublayer gets ``p_upper``, the sharpest 0. With
 ``mapping="magnitude"`` (our reading of the algorithm sheet, [D]) scores are min-max normalised to
@@ -12,7 +12,7 @@ step beyond ordinary dropout (the paper's claim; ``benchmarks/bench_guided_dropo
 
 **The SDPA pitfall** (checked in transformers 4.57.6): BERT's SDPA self-attention reads the float
 ``dropout_prob``, not ``dropout.p``; setting ``.p`` alone leaves attention-probability dropout
-unchanged. :meth:`DropoutSite.set_p <tutorfinetune.sublayer_fisher.DropoutSite.set_p>` sets both.
+unchanged. :meth:`DropoutSite.set_p <tutorfinetune.fisher.sublayer.DropoutSite.set_p>` sets both.
 
 ``"standard-dropout"`` leaves the checkpoint's dropout as it is (or sets one ``p`` everywhere).
 ``"gaussian-dropout"`` replaces every dropout with multiplicative noise N(1, α), α = p / (1 - p)
@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backbones import Backbone, model_id
 from ..config import ConfigError, coerce
-from ..sublayer_fisher import (
+from ..fisher.sublayer import (
     SOURCES,
     GuidanceError,
     SublayerScores,
     dropout_sites,
-    model_id,
     sublayer_scores,
 )
 from .base import Method, MethodError, choice, probability, register
@@ -80,9 +80,9 @@ class GuidedDropout(Method):
     """Per-site dropout probabilities from Fisher scores of a pretraining-style loss.
 
     Args:
-        scores: a :class:`~tutorfinetune.sublayer_fisher.SublayerScores`, a dict site -> score, or the
+        scores: a :class:`~tutorfinetune.fisher.sublayer.SublayerScores`, a dict site -> score, or the
             path of a cached score file. Default: computed (and cached) by
-            :func:`~tutorfinetune.sublayer_fisher.sublayer_scores` with ``source``, ``n`` and ``seed``;
+            :func:`~tutorfinetune.fisher.sublayer.sublayer_scores` with ``source``, ``n`` and ``seed``;
             that needs the tokenizer, found from the model's ``name_or_path``.
         source: ``"contrastive"`` (MiniLM default), ``"mlm-warm"``, ``"mlm"`` or ``"task"``.
         p_upper: the largest probability (the lowest-Fisher site's); the paper: 0.1.
@@ -133,8 +133,6 @@ class GuidedDropout(Method):
         if self._scores_obj is not None:
             return self._scores_obj
         from transformers import AutoTokenizer
-
-        from ..backbones import Backbone
 
         src = getattr(model.config, "_name_or_path", "") or ""
         try:

@@ -2,7 +2,7 @@
 
 ``SparseUpdate(mask=None)`` is the dense phase: every maskable parameter trains (LayerNorm frozen,
 head dense), with an optional L1 pull towards the weights at the start of the run. With a ``mask``
-(name -> bool tensor, from :func:`tutorfinetune.sparse.select_mask` or ``random_mask``) it is the
+(name -> bool tensor, from :func:`tutorfinetune.diffs.select_mask` or ``random_mask``) it is the
 sparse phase: after each backward the maskable gradients are multiplied by the mask, and after
 each optimiser step the entries outside the mask are put back to their starting values. With a
 fresh AdamW and weight decay 0 they would not move anyway (zero gradient, zero moments); with
@@ -10,7 +10,7 @@ weight decay > 0 (our ``TrainConfig`` default is 0.01) decoupled decay *would* s
 put-back is what makes "exactly zero outside the mask" hold whatever the optimiser settings. It is
 skipped when no optimiser group that holds a maskable tensor decays.
 
-The recipe that calls :func:`tutorfinetune.train` twice is :func:`tutorfinetune.sparse.lt_sft`;
+The recipe that calls :func:`tutorfinetune.train` twice is :func:`tutorfinetune.recipes.lt_sft.lt_sft`;
 ``methods.get("sparse-update", mask=..., l1=...)`` is this plug-in alone.
 """
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, coerce
+from ..diffs import SparseError, maskable_names
 from .base import Method, MethodError, register
 
 
@@ -41,7 +42,7 @@ class SparseUpdate(Method):
         if not l1 >= 0:
             raise MethodError(f"l1 must be >= 0, got {l1!r}.")
         if mask is not None and not isinstance(mask, dict):
-            raise MethodError("mask must be a dict of parameter name -> bool tensor (from tutorfinetune.sparse."
+            raise MethodError("mask must be a dict of parameter name -> bool tensor (from tutorfinetune.diffs."
                               "select_mask or random_mask), or None for the dense phase.")
         self.mask = mask
         self.name = label or ("lt-sft" if mask is not None else "lt-sft-dense")
@@ -69,7 +70,6 @@ class SparseUpdate(Method):
                                   "them, so there would be nothing to select. Use one or the other.")
 
     def prepare(self, model: nn.Module, blocks) -> None:
-        from ..sparse import SparseError, maskable_names
 
         self.model = model
         names = maskable_names(model, blocks)

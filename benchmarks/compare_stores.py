@@ -1,0 +1,92 @@
+"""Compare two results stores run for run: are the metrics bit-identical?
+
+Used to check that a change which should change no result (a refactor, input validation) indeed
+changes none: run the notebooks in ci mode before and after (``tutorfinetune notebooks --mode ci --out
+DIR``), then::
+
+    python benchmarks/compare_stores.py BEFORE/runs AFTER/runs
+
+Runs are matched by (study, method, seed, tags, config, n_train) -- not by run id or fingerprint, so a
+change to how fingerprints are computed does not hide a run -- and, where several runs share that key,
+in the order they started. Every metric of every eval set must be equal to the last bit (floats
+compared with ``==``). Prints each difference, each run found on one side only, and a summary line;
+exits 1 when anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tutorfinetune.results import load_records  # noqa: E402
+
+#: record fields that never identify a run: they change with time, machine and code layout
+_IGNORE_CONFIG: set[str] = set()
+
+
+def key(rec: dict) -> str:
+    cfg = {k: v for k, v in (rec.get("config") or {}).items() if k not in _IGNORE_CONFIG}
+    tags = {k: v for k, v in (rec.get("tags") or {}).items() if k not in ("cache",)}
+    return json.dumps({"study": rec.get("study"), "method": rec.get("method"), "seed": rec.get("seed"),
+                       "task": rec.get("task"), "backbone": rec.get("backbone"), "tags": tags, "config": cfg,
+                       "methods": rec.get("methods")}, sort_keys=True, default=str)
+
+
+def group(store: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for rec in load_records(store):
+        if rec.get("status") == "finished":
+            out[key(rec)].append(rec)
+    return out
+
+
+def compare(a: Path, b: Path) -> tuple[int, int, list[str]]:
+    ga, gb = group(a), group(b)
+    lines, compared, differing = [], 0, 0
+    for k in sorted(set(ga) | set(gb)):
+        ra, rb = ga.get(k, []), gb.get(k, [])
+        desc = json.loads(k)
+        label = f"{desc['study']} | {desc['method']} | seed {desc['seed']} | {desc['tags']}"
+        if len(ra) != len(rb):
+            lines.append(f"COUNT {label}: {len(ra)} run(s) in {a}, {len(rb)} in {b}")
+            differing += 1
+        for x, y in zip(ra, rb):
+            compared += 1
+            mx, my = x.get("metrics") or {}, y.get("metrics") or {}
+            diffs = []
+            for ev in sorted(set(mx) | set(my)):
+                for m in sorted(set(mx.get(ev, {})) | set(my.get(ev, {}))):
+                    vx, vy = mx.get(ev, {}).get(m), my.get(ev, {}).get(m)
+                    if vx != vy:
+                        diffs.append(f"{ev}/{m}: {vx!r} != {vy!r}")
+            if diffs:
+                differing += 1
+                lines.append(f"DIFF {label} ({x['run_id']} vs {y['run_id']}): " + "; ".join(diffs))
+    return compared, differing, lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("before", type=Path)
+    ap.add_argument("after", type=Path)
+    args = ap.parse_args(argv)
+    for p in (args.before, args.after):
+        if not p.is_dir():
+            print(f"{p} is not a results store folder.", file=sys.stderr)
+            return 2
+    compared, differing, lines = compare(args.before, args.after)
+    for line in lines:
+        print(line)
+    print(f"compared {compared} finished runs: {compared - differing if differing <= compared else 0} identical, "
+          f"{differing} differing or unmatched")
+    return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

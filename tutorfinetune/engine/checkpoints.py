@@ -1,0 +1,71 @@
+"""Checkpoints of a run: model weights as safetensors, the trainer's state (optimiser, scheduler, RNG,
+history, the methods' own state) loaded with ``torch.load(weights_only=True)``; written to a temporary
+folder and renamed, so an interrupted save never leaves a folder that looks complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from ..errors import TrainingError
+from .state import TrainState
+
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
+
+
+def save_checkpoint(folder: Path, state: TrainState, scheduler, methods: list, history: list[dict],
+                     fingerprint: str, keep: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{state.step + 1:07d}"
+    tmp = folder / f".tmp-{final.name}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    save_model(state.model, str(tmp / "model.safetensors"))
+    torch.save({
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "step": state.step + 1,
+        "history": history,
+        "methods": [m.state_dict() for m in methods],
+    }, tmp / "trainer_state.pt")
+    (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "step": state.step + 1,
+                                               "config": state.config.to_dict()}))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(folder.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """Newest complete checkpoint in ``folder`` (incomplete ones never carry the ``step-`` name)."""
+    folder = Path(folder)
+    found = sorted(p for p in folder.glob("step-*") if (p / "trainer_state.pt").is_file()) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fingerprint: str) -> tuple[int, list]:
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("fingerprint") != fingerprint:
+        raise TrainingError(
+            f"Checkpoint {path} belongs to another run (its config, task, backbone or methods differ). "
+            "Resume with the same settings, or start fresh with resume_from=None."
+        )
+    load_model(state.model, str(path / "model.safetensors"))
+    blob = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    state.optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["torch_rng"])
+    if blob["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    for m, s in zip(methods, blob["methods"]):
+        m.load_state_dict(s)
+    return int(blob["step"]), list(blob["history"])

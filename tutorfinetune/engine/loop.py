@@ -1,0 +1,378 @@
+"""The one training loop of the project (DESIGN.md, "Engine").
+
+``train(backbone, task, config, methods=[...])`` fine-tunes ``backbone.model`` in place and returns
+a :class:`~tutorfinetune.engine.state.RunResult`. What it does, in order:
+
+1. resolve the methods and call their ``prepare(model, blocks)`` hooks, then print the parameter
+   summary (so nobody trains a "frozen" model by accident);
+2. build AdamW (fused kernel where available) over every parameter that may ever train
+   (methods' ``param_groups`` hooks, else everything that requires a gradient), with no weight
+   decay on biases and LayerNorm weights, and a linear warm-up/decay schedule;
+3. tokenise once, then for every optimiser step draw a length-grouped batch (seeded per epoch),
+   pad it dynamically, run forward under bf16 autocast on GPUs, check the loss is finite,
+   backward, call ``after_backward`` hooks (gradient masks), clip, step, call ``after_step`` hooks;
+4. evaluate the curve set every ``eval_every`` steps (or each epoch) and every named eval set at the
+   end; save checkpoints (safetensors + ``torch.load(weights_only=True)`` state) and resume from them;
+5. record the run in the results store, whatever happens (finished / failed / interrupted): the
+   :class:`~tutorfinetune.engine.record.RunRecorder` owns the record.
+
+On CPU a run is deterministic: the same seed and config give the same metrics, and a run resumed
+from a checkpoint ends where an uninterrupted run ends. Taught in notebooks/01_full_finetuning.ipynb.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..backbones import Backbone, trainable_report
+from ..config import TrainConfig
+from ..data import Task, TaskError
+from ..env import autocast_dtype, resolve_device
+from ..errors import NonFiniteLossError, TrainingError
+from ..methods import Method, resolve
+from ..progress import progress_bar
+from ..results import DEFAULT_STORE
+from .batches import Encoded, cap_rows, collate, encode, make_batches
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from .evaluation import check_head, evaluate
+from .optim import build_optimizer, lr_factor, trainable_parameters
+from .record import RunRecorder, fingerprint, method_name
+from .state import RunResult, TrainState
+
+__all__ = ["train", "evaluate_only"]
+
+
+def train(
+    backbone: Backbone,
+    task: Task,
+    config: TrainConfig | dict | None = None,
+    methods: Iterable[Any] | str | Method | None = ("full",),
+    *,
+    store: str | os.PathLike | None = DEFAULT_STORE,
+    study: str = "",
+    tags: dict[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> RunResult:
+    """Fine-tune ``backbone.model`` on ``task`` in place, with plug-in ``methods``.
+
+    Args:
+        backbone: from :func:`tutorfinetune.load_backbone`.
+        task: from :func:`tutorfinetune.load_task`.
+        config: a :class:`TrainConfig` (or a dict of its fields).
+        methods: method ids, :class:`~tutorfinetune.methods.Method` objects or ``(id, config)`` pairs;
+            default full fine-tuning.
+        store: results store folder (``None``: do not record the run).
+        study: a label stored with the record (e.g. the notebook's name), for filtering.
+        tags: extra fields stored with the record (e.g. ``{"regime": "low-data"}``).
+        checkpoint_dir: where checkpoints go (default ``<store>/checkpoints/<fingerprint>``).
+        resume_from: a checkpoint folder, ``"auto"`` (the newest in ``checkpoint_dir`` if any), or None.
+        verbose: print the parameter summary and a closing line.
+
+    Returns:
+        :class:`RunResult`; the run is also recorded in ``store``.
+
+    Raises:
+        TrainingError, NonFiniteLossError, TaskError, ConfigError, MethodError: with the fix in the message.
+    """
+    config = _as_config(config)
+    methods = _check_run(backbone, task, config, methods)
+    device = resolve_device(config.device)
+    task = task.subsample_train(config.max_train_examples, seed=config.seed)
+    fprint = fingerprint(backbone.name, task.name, len(task.train), config, methods)
+    auto_checkpoints = checkpoint_dir is None and store is not None
+    if auto_checkpoints:
+        checkpoint_dir = Path(store) / "checkpoints" / fprint
+    elif checkpoint_dir is None and config.checkpoint_every:
+        warnings.warn(f"checkpoint_every={config.checkpoint_every} but store=None and no checkpoint_dir: no "
+                      "checkpoint will be written. Pass checkpoint_dir=... (or a store).", stacklevel=2)
+    recorder = RunRecorder(store, study=study, method=method_name(methods), task=task.name, backbone=backbone.name,
+                           seed=config.seed, config=config.to_dict(), methods=[m.describe() for m in methods],
+                           tags=tags, device=str(device), fingerprint=fprint).start()
+    t_start = time.perf_counter()
+    with recorder:
+        state, data = _setup(backbone, task, config, methods, device, verbose)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lr_factor(config, state.total_steps))
+        start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose)
+        loop = _Loop(state, data, methods, scheduler, recorder.history, checkpoint_dir, fprint)
+        loop.run(start)
+        artifacts = {m.name: out for m in methods if (out := m.finish(state))}
+        metrics, eval_seconds = _final_eval(state, data, methods)
+        timings = {"train_seconds": loop.train_seconds, "eval_seconds": loop.eval_seconds + eval_seconds,
+                   "total_seconds": time.perf_counter() - t_start,
+                   "train_samples_per_second": loop.seen / loop.train_seconds if loop.train_seconds > 0 else None,
+                   "steps": state.total_steps - start}
+        recorder.finish(metrics, timings, artifacts)
+    if auto_checkpoints and Path(checkpoint_dir).is_dir():  # finished: its default checkpoints are spent
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if verbose:
+        accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in metrics.items())
+        print(f"done in {timings['train_seconds']:.0f}s train + {timings['eval_seconds']:.0f}s eval | accuracy: {accs}")
+    rec = recorder.record
+    return RunResult(run_id=rec["run_id"], method=rec["method"], task=task.name, backbone=backbone.name,
+                     config=config, metrics=metrics, history=pd.DataFrame(recorder.history), timings=timings,
+                     versions=rec["versions"], device=str(device), artifacts=artifacts, methods=rec["methods"],
+                     tags=rec["tags"])
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of train()
+# --------------------------------------------------------------------------------------------
+def _as_config(config: TrainConfig | dict | None) -> TrainConfig:
+    if config is None:
+        return TrainConfig()
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    if not isinstance(config, TrainConfig):
+        raise TrainingError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
+    return config
+
+
+def position_limit(model) -> int | None:
+    """The most tokens the backbone's position embeddings can take (RoBERTa/XLM-R reserve 2), or None."""
+    n = getattr(model.config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    return int(n) - 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else int(n)
+
+
+def _check_run(backbone: Backbone, task: Task, config: TrainConfig, methods: Any) -> list[Method]:
+    """Check the inputs before anything is recorded; return the resolved methods."""
+    if not isinstance(backbone, Backbone):
+        raise TrainingError(f"backbone must come from load_backbone(...), got {type(backbone).__name__}.")
+    if not isinstance(task, Task):
+        raise TrainingError(f"task must come from load_task(...), got {type(task).__name__}.")
+    check_head(backbone, task)
+    methods = resolve(methods)
+    limit = position_limit(backbone.model)
+    if limit is not None and config.max_length > limit:
+        raise TrainingError(f"max_length={config.max_length} is more than {backbone.name!r} can read ({limit} "
+                            f"positions); use max_length <= {limit}.")
+    if task.train.empty:
+        raise TaskError(f"Task {task.name!r} has no training rows (split == 'train').")
+    for name in _wanted_sets(task, config) + ([config.curve_eval_set] if config.eval_every else []):
+        if name not in task.eval_set_specs:
+            raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
+    if config.curve_eval_set not in task.eval_set_specs and config.curve_eval_set != TrainConfig.curve_eval_set:
+        warnings.warn(f"curve_eval_set={config.curve_eval_set!r} is not an eval set of task {task.name!r} "
+                      f"({list(task.eval_set_specs)}): no learning curve will be recorded.", stacklevel=3)
+    return methods
+
+
+def _wanted_sets(task: Task, config: TrainConfig) -> list[str]:
+    return list(config.eval_sets) or list(task.eval_set_specs)
+
+
+@dataclass
+class _Data:
+    """A run's encoded data: the training rows, the eval sets evaluated at the end (``final``), and the
+    curve set (``curve``: evaluated during training; None when the task has none)."""
+
+    train: Encoded
+    evals: dict[str, Encoded]
+    final: list[str]
+    curve: str | None
+    tokenizer: Any
+
+
+def _prepare_data(tok, task: Task, config: TrainConfig) -> _Data:
+    """Tokenise the training rows and every eval set once (capped eval sets: the same rows every run)."""
+    final = _wanted_sets(task, config)
+    curve = config.curve_eval_set if config.curve_eval_set in task.eval_set_specs else None
+    names = final + ([curve] if curve and curve not in final else [])
+    evals = {name: encode(tok, cap_rows(task.eval_set(name), config.max_eval_examples), config.max_length)
+             for name in names}
+    for name, enc in evals.items():
+        if len(enc) == 0:
+            raise TaskError(f"Eval set {name!r} of task {task.name!r} is empty.")
+    return _Data(encode(tok, task.train, config.max_length), evals, final, curve, tok)
+
+
+def _setup(backbone: Backbone, task: Task, config: TrainConfig, methods: list[Method], device: torch.device,
+           verbose: bool) -> tuple[TrainState, _Data]:
+    """Seed, prepare the methods (then print what trains), build the optimiser, encode the data."""
+    model = backbone.model
+    state = TrainState(model=model, blocks=backbone.blocks, config=config, task=task, device=device)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model.to(device)
+    model.train()
+    for m in methods:
+        m.prepare(model, backbone.blocks)
+    if verbose:
+        print(trainable_report(model, backbone.blocks, f"{method_name(methods)}: parameters after prepare()"))
+    state.optimizer = build_optimizer(model, trainable_parameters(model, methods), config, device)
+    data = _prepare_data(backbone.tokenizer, task, config)
+    state.train_data, state.pad_id = data.train, backbone.tokenizer.pad_token_id
+    state.autocast_dtype = autocast_dtype(config, device)
+    state.steps_per_epoch = config.steps_per_epoch(len(data.train))
+    state.total_steps = config.total_steps(len(data.train))
+    return state, data
+
+
+def _resume(resume_from, checkpoint_dir, state: TrainState, scheduler, methods: list[Method], fprint: str,
+            recorder: RunRecorder, verbose: bool) -> int:
+    """Load the checkpoint to resume from, if any; return the step to start at."""
+    start = 0
+    if resume_from is not None:
+        auto = str(resume_from) == "auto"
+        ckpt = (latest_checkpoint(checkpoint_dir) if checkpoint_dir else None) if auto else Path(resume_from)
+        if ckpt is not None:
+            if not (ckpt / "trainer_state.pt").is_file():
+                raise TrainingError(f"{ckpt} is not a checkpoint folder (no trainer_state.pt).")
+            start, history = load_checkpoint(ckpt, state, scheduler, methods, fprint)
+            recorder.history[:] = history
+            if verbose:
+                print(f"Resumed from {ckpt} at step {start}/{state.total_steps}.")
+    recorder.set(resumed_from_step=start)
+    return start
+
+
+class _Loop:
+    """The optimiser steps of one run, from ``start`` to ``state.total_steps``; keeps the history rows."""
+
+    def __init__(self, state: TrainState, data: _Data, methods: list[Method], scheduler, history: list[dict],
+                 checkpoint_dir, fprint: str) -> None:
+        self.state, self.data, self.methods, self.scheduler = state, data, methods, scheduler
+        self.history, self.checkpoint_dir, self.fprint = history, checkpoint_dir, fprint
+        self.params = [p for g in state.optimizer.param_groups for p in g["params"]]
+        self.train_seconds = self.eval_seconds = 0.0
+        self.seen = 0
+
+    def run(self, start: int) -> None:
+        st, cfg = self.state, self.state.config
+        t0 = time.perf_counter()
+        batches, batches_epoch = None, -1
+        bar = progress_bar(total=st.total_steps, initial=start, desc=f"train {method_name(self.methods)} seed={cfg.seed}")
+        for step in range(start, st.total_steps):
+            epoch, b = divmod(step, st.steps_per_epoch)
+            if epoch != batches_epoch:
+                batches = make_batches(self.data.train.lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)
+                batches_epoch = epoch
+            row = self.step(step, epoch, b, batches[b])
+            end_of_epoch = b == st.steps_per_epoch - 1 or step == st.total_steps - 1
+            if self.data.curve and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0)
+                                    or (not cfg.eval_every and end_of_epoch)):
+                row.update(self.curve_point())
+            self.history.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
+                                 for k, v in row.items()})
+            if end_of_epoch:
+                for m in self.methods:
+                    m.on_epoch_end(st)
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and self.checkpoint_dir:
+                save_checkpoint(Path(self.checkpoint_dir), st, self.scheduler, self.methods, self.history, self.fprint)
+            bar.update(1)
+            if (step + 1) % 10 == 0 or step == st.total_steps - 1:
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+        bar.close()
+        self.train_seconds = time.perf_counter() - t0 - self.eval_seconds
+
+    def step(self, step: int, epoch: int, b: int, idx: np.ndarray) -> dict:
+        """One optimiser step on the rows ``idx``: forward, finite-loss check, backward, hooks, clip, step."""
+        st, cfg, model, methods = self.state, self.state.config, self.state.model, self.methods
+        st.step, st.epoch, st.row = step, epoch, {}
+        for m in methods:
+            m.on_step_start(st)
+        batch = collate(self.data.train, idx, st.pad_id, st.device, pad_to=cfg.max_length if cfg.pad_to_max_length else None)
+        st.batch = batch
+        amp = st.autocast_dtype
+        with torch.autocast(st.device.type, dtype=amp, enabled=amp is not None):
+            loss = model(**batch).loss
+        loss_value = float(loss.detach().float().item())
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"The loss became {loss_value} at step {step + 1} (epoch {epoch + 1}). Likely fixes: lower "
+                f"lr (now {cfg.lr:g}), keep grad_clip > 0 (now {cfg.grad_clip:g}), use "
+                "precision='fp32', and check the inputs and labels of that batch.")
+        loss.backward()
+        st.loss = loss_value
+        for m in methods:
+            m.after_backward(st)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)) if cfg.grad_clip > 0 else None
+        lr_now = st.optimizer.param_groups[0]["lr"]
+        st.optimizer.step()
+        for m in methods:
+            m.after_step(st)
+        self.scheduler.step()
+        st.optimizer.zero_grad(set_to_none=True)
+        self.seen += len(idx)
+        row = {"step": step + 1, "epoch": epoch + (b + 1) / st.steps_per_epoch, "loss": loss_value, "lr": lr_now,
+               "grad_norm": grad_norm, "trainable": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+               "batch_tokens": int(batch["attention_mask"].numel())}
+        row.update(st.row)
+        return row
+
+    def curve_point(self) -> dict:
+        """Evaluate the curve set now (its accuracy and loss join this step's history row)."""
+        st, curve = self.state, self.data.curve
+        t0 = time.perf_counter()
+        for m in self.methods:
+            m.before_eval(st, curve)
+        ev = evaluate(st.model, self.data.evals[curve], self.data.tokenizer, st.config, st.device, st.task.num_labels)
+        self.eval_seconds += time.perf_counter() - t0
+        return {f"{curve}_accuracy": ev["accuracy"], f"{curve}_loss": ev["loss"]}
+
+
+def _final_eval(state: TrainState, data: _Data, methods: list[Method]) -> tuple[dict, float]:
+    """Every named eval set at the end of training; returns (metrics, seconds)."""
+    t0 = time.perf_counter()
+    metrics = {}
+    for name in data.final:
+        for m in methods:
+            m.before_eval(state, name)
+        metrics[name] = evaluate(state.model, data.evals[name], data.tokenizer, state.config, state.device,
+                                 state.task.num_labels)
+    return metrics, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation without training
+# --------------------------------------------------------------------------------------------
+def evaluate_only(
+    backbone: Backbone,
+    task: Task,
+    config: TrainConfig | dict | None = None,
+    *,
+    method: str,
+    eval_sets: Iterable[str] | None = None,
+    store: str | os.PathLike | None = DEFAULT_STORE,
+    study: str = "",
+    tags: dict[str, Any] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Evaluate ``backbone.model`` as it is (no training) on named eval sets and record the result
+    under ``method`` like a run (``timings.steps == 0``). For models assembled without training:
+    composed sparse diffs, swapped adapters. Returns eval set -> metrics."""
+    config = _as_config(config)
+    if not isinstance(backbone, Backbone) or not isinstance(task, Task):
+        raise TrainingError("evaluate_only needs a Backbone (load_backbone) and a Task (load_task).")
+    check_head(backbone, task)
+    wanted = list(eval_sets or config.eval_sets or task.eval_set_specs)
+    for name in wanted:
+        if name not in task.eval_set_specs:
+            raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
+    device = resolve_device(config.device)
+    recorder = RunRecorder(store, study=study, method=method, task=task.name, backbone=backbone.name,
+                           seed=config.seed, config=config.to_dict(), tags=tags, device=str(device))
+    backbone.model.to(device)
+    t0 = time.perf_counter()
+    metrics = {}
+    for name in wanted:
+        enc = encode(backbone.tokenizer, cap_rows(task.eval_set(name), config.max_eval_examples), config.max_length)
+        if len(enc) == 0:
+            raise TaskError(f"Eval set {name!r} of task {task.name!r} is empty.")
+        metrics[name] = evaluate(backbone.model, enc, backbone.tokenizer, config, device, task.num_labels)
+    recorder.finish(metrics, {"eval_seconds": time.perf_counter() - t0, "train_seconds": 0.0, "steps": 0})
+    return metrics

@@ -1,0 +1,282 @@
+"""One leaderboard of every method the package offers, under one protocol (notebooks/08_compare_all.ipynb).
+
+The method notebooks (01-07) each use the settings that teach their method best, so their numbers are
+not comparable with one another. The leaderboard runs every entry of :data:`ENTRIES` under one
+protocol instead: the same task, backbone, seeds, evaluation sets and two regimes (low-data and
+full-data, each with its own step budget), with the learning rate each family is usually trained
+with. Every run goes to the results store and is *reused* when it is already there (plain runs by
+fingerprint through :func:`tutorfinetune.studies.sweep`; the two-phase LT-SFT recipe by its tags), so
+the notebook "reads the store and runs what is missing"; with ``run_missing=False`` it only reads.
+
+Beside accuracy, :func:`costs` reports per entry and regime: trainable parameters (the most that
+trained at any step; LT-SFT: K entries + the head), step time (train seconds per optimiser step, this
+run's machine, noisy), and stored size (what must be kept to rebuild the fine-tuned model from the
+pretrained one: 4 bytes per trained parameter in fp32; LT-SFT: 8 bytes per entry, an int32 index and
+an fp32 value, plus the head).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import results
+from ..backbones import backbone_for_task
+from ..config import TrainConfig, did_you_mean
+from ..data import Task
+from ..methods.intermediate import FromIntermediate
+from ..methods.unfreezing import auto_k
+from ..progress import outer_bar, progress_bar
+from ..recipes.lt_sft import lt_sft
+from .runs import sweep
+
+__all__ = ["Entry", "ENTRIES", "FAMILIES", "Regime", "default_regimes", "entries", "run_leaderboard", "costs",
+           "LeaderboardError"]
+
+
+class LeaderboardError(ValueError):
+    """Unknown entry names, or context an entry needs (Fisher scores, intermediate models) missing."""
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A training regime: how many training examples (None: all) and how many optimiser steps."""
+
+    name: str
+    n_train: int | None
+    steps: int
+
+
+def default_regimes(mode: str = "full") -> list[Regime]:
+    """low-data: 128 reviews, 64 steps; full-data: every review, 150 steps (2 epochs of 1,198); ci: 8 steps."""
+    if mode == "ci":
+        return [Regime("low-data", 64, 8)]
+    return [Regime("low-data", 128, 64), Regime("full-data", None, 150)]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One leaderboard row: a name, a family, a learning rate and how to train it.
+
+    ``methods(ctx)`` returns the plug-ins of a plain run (``ctx``: ``steps``, ``units_full``,
+    ``units_adapter``, ``scores``, ``intermediates``); ``recipe`` is ``"train"`` (one run, reused by
+    fingerprint), or ``"lt-sft"`` (two runs through :func:`tutorfinetune.recipes.lt_sft.lt_sft`).
+    """
+
+    name: str
+    family: str
+    lr: float
+    methods: Callable[[dict], list] = field(default=lambda ctx: ["full"], compare=False)
+    recipe: str = "train"
+    notebook: str = ""
+    needs: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict, compare=False)
+
+
+def _gu(body: str) -> Callable[[dict], list]:
+    def make(ctx: dict) -> list:
+        units = ctx["units_adapter"] if body == "adapter" else ctx["units_full"]
+        k = auto_k(ctx["steps"], units)
+        return (["adapter"] if body == "adapter" else []) + [("gu", {"k": k})]
+    return make
+
+
+def _from(name: str) -> Callable[[dict], list]:
+    def make(ctx: dict) -> list:
+        inter = (ctx.get("intermediates") or {}).get(name)
+        if inter is None:
+            raise LeaderboardError(f"Entry 'STILTs: {name}' needs the intermediate model {name!r}: pass "
+                                   f"intermediates={{{name!r}: Intermediate}} (tft.recipes.stilts.cached_intermediate).")
+        return [FromIntermediate(inter)]
+    return make
+
+
+def _guided(ctx: dict) -> list:
+    scores = ctx.get("scores")
+    if scores is None:
+        raise LeaderboardError("Entry 'guided dropout' needs Fisher scores: pass scores=tft.sublayer_fisher."
+                               "sublayer_scores(backbone, 'contrastive', ...).")
+    return [("guided-dropout", {"scores": scores, "p_upper": 0.1})]
+
+
+ENTRIES: list[Entry] = [
+    Entry("full fine-tuning", "baseline", 1e-4, lambda c: ["full"], notebook="01"),
+    Entry("frozen embeddings", "baseline", 1e-4, lambda c: ["freeze-embeddings"], notebook="01"),
+    Entry("linear probe", "baseline", 1e-3, lambda c: ["linear-probe"], notebook="03"),
+    Entry("task adapter (rf 16)", "adapters", 1e-3, lambda c: ["adapter"], notebook="02"),
+    Entry("adapter + GU", "unfreezing", 1e-3, _gu("adapter"), notebook="03"),
+    Entry("adapter + LPFT", "unfreezing", 1e-3,
+          lambda c: ["adapter", ("lpft", {"k": auto_k(c["steps"], c["units_adapter"])})], notebook="03"),
+    Entry("adapter + FUN", "unfreezing", 1e-3,
+          lambda c: ["adapter", ("fun", {"k": auto_k(c["steps"], c["units_adapter"]), "fisher_batches": 10})],
+          notebook="03"),
+    Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03"),
+    Entry("full + FUN", "unfreezing", 1e-4,
+          lambda c: [("fun", {"k": auto_k(c["steps"], c["units_full"]), "fisher_batches": 10})], notebook="03"),
+    Entry("GradDrop element p=0.3", "graddrop", 1e-4, lambda c: ["full", ("graddrop", {"p": 0.3})], notebook="04"),
+    Entry("GradDrop epoch p=0.3", "graddrop", 1e-4,
+          lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "epoch"})], notebook="04"),
+    Entry("GradDrop layer p=0.3", "graddrop", 1e-4,
+          lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "layer"})], notebook="04"),
+    Entry("GU + GradDrop p=0.3", "graddrop", 1e-4, lambda c: _gu("full")(c) + [("graddrop", {"p": 0.3})],
+          notebook="04"),
+    Entry("guided dropout", "dropout", 1e-4, _guided, notebook="05", needs=("scores",)),
+    Entry("Gaussian dropout", "dropout", 1e-4, lambda c: [("gaussian-dropout", {"p": 0.1})], notebook="05"),
+    Entry("LT-SFT K=2%", "sparse", 1e-4, recipe="lt-sft", notebook="06", options={"k": 0.02}),
+    Entry("random-mask SFT K=2%", "sparse", 1e-4, recipe="lt-sft", notebook="06",
+          options={"k": 0.02, "selection": "random"}),
+    Entry("STILTs: real-vs-fake", "stilts", 1e-4, _from("real-vs-fake"), notebook="07", needs=("real-vs-fake",)),
+    Entry("STILTs: domain", "stilts", 1e-4, _from("domain"), notebook="07", needs=("domain",)),
+]
+FAMILIES = list(dict.fromkeys(e.family for e in ENTRIES))
+
+
+def entries(names: str | Iterable[str] = "all") -> list[Entry]:
+    """Entries by name (``"all"``: every one), in leaderboard order; unknown names are refused."""
+    by = {e.name: e for e in ENTRIES}
+    if isinstance(names, str):
+        names = list(by) if names == "all" else [names]
+    out = []
+    for n in names:
+        if n in by:
+            out.append(by[n])
+        elif n in FAMILIES:
+            out.extend(e for e in ENTRIES if e.family == n)
+        else:
+            raise LeaderboardError(f"Unknown leaderboard entry {n!r}.{did_you_mean(n, list(by) + FAMILIES)} "
+                                   f"Entries: {list(by)}; families: {FAMILIES}.")
+    return list(dict.fromkeys(out))
+
+
+def _config(regime: Regime, entry: Entry, base: TrainConfig) -> TrainConfig:
+    return base.replace(lr=entry.lr, max_steps=regime.steps, max_train_examples=regime.n_train)
+
+
+def _done_recipe(store, study: str, entry: Entry, regime: Regime, seed: int, cfg: TrainConfig) -> str | None:
+    return results.find_finished(store, study=study, seed=seed, config=cfg.replace(seed=seed).to_dict(),
+                                 tags={"entry": entry.name, "regime": regime.name, "phase": "sparse"})
+
+
+def run_leaderboard(
+    backbone: str,
+    task: Task,
+    chosen: Sequence[Entry],
+    regimes: Sequence[Regime],
+    seeds: Sequence[int],
+    *,
+    base: TrainConfig | None = None,
+    store: str | os.PathLike = results.DEFAULT_STORE,
+    study: str = "08_compare_all",
+    scores: Any = None,
+    intermediates: Mapping[str, Any] | None = None,
+    run_missing: bool = True,
+) -> pd.DataFrame:
+    """Train (or reuse) every entry x regime x seed; return their tidy rows with ``entry``, ``family``,
+    ``regime`` and ``n_train`` columns (for LT-SFT: the sparse phase, i.e. the final model).
+
+    Args:
+        backbone, task: as for :func:`tutorfinetune.studies.sweep`.
+        chosen: entries (from :func:`entries`).
+        regimes: e.g. :func:`default_regimes`.
+        seeds: seeds of every entry (paired across entries: same head initialisation and subsample).
+        base: settings shared by every run (batch size, lengths, eval sets); lr, steps and the
+            training-set size come from the entry and the regime.
+        scores: Fisher scores for guided dropout; intermediates: name -> Intermediate for STILTs.
+        run_missing: train what the store lacks (False: only read; missing runs are left out).
+    """
+    base = base or TrainConfig()
+    bb_probe = backbone_for_task(backbone, task, seed=0)
+    units_full = bb_probe.blocks.num_blocks + 1
+    units_adapter = bb_probe.blocks.num_blocks
+    del bb_probe
+    ids: list[str] = []
+    plan = [(e, r) for r in regimes for e in chosen]
+    bar = progress_bar(total=len(plan) * len(seeds), desc="leaderboard")
+    for entry, regime in plan:
+        cfg = _config(regime, entry, base)
+        ctx = {"steps": regime.steps, "units_full": units_full, "units_adapter": units_adapter, "scores": scores,
+               "intermediates": intermediates or {}}
+        tags = {"entry": entry.name, "family": entry.family, "regime": regime.name,
+                "n_train": regime.n_train or len(task.train)}
+        if entry.recipe == "train":
+            meths = entry.methods(ctx)
+            if run_missing:
+                with outer_bar():
+                    df = sweep(backbone, task, cfg, seeds=seeds, methods=meths, store=store, study=study, tags=tags)
+                ids.extend(df["run_id"].unique())
+            else:
+                ids.extend(_existing(store, study, entry, regime, seeds))
+            bar.update(len(seeds))
+        elif entry.recipe == "lt-sft":
+            for seed in seeds:
+                rid = _done_recipe(store, study, entry, regime, seed, cfg)
+                if rid is None and run_missing:
+                    bb = backbone_for_task(backbone, task, seed=seed)
+                    with outer_bar():
+                        out = lt_sft(bb, task, cfg.replace(seed=seed), k=entry.options.get("k", 0.02), store=store,
+                                     study=study, tags=tags, selection=entry.options.get("selection", "lottery"))
+                    rid = out.result.run_id
+                    del bb
+                if rid:
+                    ids.append(rid)
+                bar.update(1)
+        else:
+            raise LeaderboardError(f"Entry {entry.name!r} has an unknown recipe {entry.recipe!r}.")
+    bar.close()
+    df = results.load(store)
+    df = df[df["run_id"].isin(set(ids))].reset_index(drop=True)
+    return df
+
+
+def _existing(store, study: str, entry: Entry, regime: Regime, seeds: Sequence[int]) -> list[str]:
+    """Finished runs of this entry and regime in the store, with the regime's step budget and the entry's lr."""
+    out = []
+    for rec in results.load_records(store):
+        t, cfg = rec.get("tags") or {}, rec.get("config") or {}
+        if (rec.get("status") == "finished" and rec.get("study") == study and t.get("entry") == entry.name
+                and t.get("regime") == regime.name and rec.get("seed") in set(seeds)
+                and cfg.get("max_steps") == regime.steps and cfg.get("lr") == entry.lr):
+            out.append(rec["run_id"])
+    return out
+
+
+def costs(store: str | os.PathLike, run_ids: Iterable[str], head_params: int) -> pd.DataFrame:
+    """Per run: trainable parameters, ms per optimiser step, stored size in MiB (see the module docstring).
+
+    For LT-SFT runs the dense phase of the same seed (``phase == "dense"``, same entry and regime) is
+    found in the store and its steps are counted too: the recipe trains twice."""
+    ids = set(run_ids)
+    recs = results.load_records(store)
+    dense = {}
+    for rec in recs:
+        t = rec.get("tags") or {}
+        if t.get("phase") == "dense" and rec.get("status") == "finished":
+            dense[(t.get("entry"), t.get("regime"), rec.get("seed"))] = rec
+    rows = []
+    for rec in recs:
+        if rec["run_id"] not in ids:
+            continue
+        t = rec.get("tags") or {}
+        hist = pd.DataFrame(rec.get("history") or [])
+        trainable = int(hist["trainable"].max()) if "trainable" in hist and len(hist) else math.nan
+        tim = rec.get("timings") or {}
+        secs, steps = float(tim.get("train_seconds") or math.nan), int(tim.get("steps") or 0)
+        if t.get("phase") == "sparse" and "k" in t:
+            k = int(t["k"])
+            trainable = k + head_params
+            stored = 8 * k + 4 * head_params
+            d = dense.get((t.get("entry"), t.get("regime"), rec.get("seed")))
+            if d is not None:
+                secs += float((d.get("timings") or {}).get("train_seconds") or 0.0)
+                steps += int((d.get("timings") or {}).get("steps") or 0)
+        else:
+            stored = 4 * trainable if np.isfinite(trainable) else math.nan
+        rows.append({"run_id": rec["run_id"], "entry": t.get("entry"), "regime": t.get("regime"),
+                     "seed": rec.get("seed"), "trainable": trainable, "steps": steps,
+                     "ms_per_step": 1000 * secs / steps if steps else math.nan, "stored_mib": stored / 2 ** 20})
+    return pd.DataFrame(rows)
