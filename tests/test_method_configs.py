@@ -1,0 +1,278 @@
+"""Method configs: every plug-in's ``describe()`` is pinned, so a refactoring cannot move a fingerprint.
+
+A run's fingerprint hashes ``[m.describe() for m in methods]`` (:func:`tutorfinetune.engine.record.fingerprint`),
+and a store reuses a finished run by its fingerprint. So for every method, at its defaults and at the
+non-default configs used by the notebooks (notebooks/src), the leaderboard, the benchmarks and the tests,
+``describe()`` (key order included), ``repr()``, the resolved order of combinations and a few fingerprints
+must stay exactly what ``tests/method_configs.json`` holds. The file was recorded *before* method configs
+became typed dataclasses (issue 17, item 3); re-record it only for a change that is meant to move
+fingerprints, and say so in the commit:
+
+    .venv/bin/python tests/test_method_configs.py --record
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+PINNED = HERE / "method_configs.json"
+
+
+def _inter(**meta):
+    from tutorfinetune.methods import Intermediate
+
+    return Intermediate(state={}, head=None, meta={"id": "inter-0123abcd", "task": "real-fake", **meta})
+
+
+def _mask():
+    a = torch.tensor([True, False, True, False])
+    b = torch.zeros(3, 2, dtype=torch.bool)
+    b[1, 0] = True
+    return {"encoder.a": a, "encoder.b": b}
+
+
+def _scores_obj():
+    from tutorfinetune.fisher.sublayer import SublayerScores
+
+    return SublayerScores({"embeddings": 0.25, "block0.attention": 1.5, "block0.output": 0.75},
+                          {"source": "mlm-warm", "backbone": "tiny"})
+
+
+def _scores_file(tmp: Path) -> str:
+    path = tmp / "scores.json"
+    _scores_obj().save(path)
+    return str(path)
+
+
+def _seq_bn(rf):
+    import adapters
+
+    return adapters.SeqBnConfig(reduction_factor=rf)
+
+
+#: name -> factory(tmp) of one method, as users, notebooks, recipes, benchmarks and tests build them
+CASES = {
+    # defaults of every registered id (and AdapterSwap)
+    "full": lambda t: ("full", {}),
+    "freeze-embeddings": lambda t: ("freeze-embeddings", {}),
+    "linear-probe": lambda t: ("linear-probe", {}),
+    "adapter": lambda t: ("adapter", {}),
+    "gu": lambda t: ("gu", {}),
+    "lpft": lambda t: ("lpft", {}),
+    "fun": lambda t: ("fun", {}),
+    "rand": lambda t: ("rand", {}),
+    "gu-rev": lambda t: ("gu-rev", {}),
+    "fixed order=[2,1,0]": lambda t: ("fixed", {"order": [2, 1, 0]}),
+    "fisher-tracker": lambda t: ("fisher-tracker", {}),
+    "graddrop": lambda t: ("graddrop", {}),
+    "guided-dropout": lambda t: ("guided-dropout", {}),
+    "standard-dropout": lambda t: ("standard-dropout", {}),
+    "gaussian-dropout": lambda t: ("gaussian-dropout", {}),
+    "sparse-update": lambda t: ("sparse-update", {}),
+    "from-intermediate": lambda t: ("from-intermediate", {"intermediate": _inter()}),
+    "AdapterSwap()": lambda t: _cls("AdapterSwap"),
+    # adapters: notebooks 02 and 06, madx, benchmarks, tests
+    "adapter rf=16": lambda t: ("adapter", {"reduction_factor": 16}),
+    "adapter rf=16.0 (nb06 coerce float)": lambda t: ("adapter", {"reduction_factor": 16.0}),
+    "adapter rf=4": lambda t: ("adapter", {"reduction_factor": 4}),
+    "adapter rf=2": lambda t: ("adapter", {"reduction_factor": 2}),
+    "adapter rf=64": lambda t: ("adapter", {"reduction_factor": 64}),
+    "adapter rf=None": lambda t: ("adapter", {"reduction_factor": None}),
+    "adapter lora": lambda t: ("adapter", {"config": "lora"}),
+    "adapter prefix_tuning": lambda t: ("adapter", {"config": "prefix_tuning"}),
+    "adapter seq_bn_inv": lambda t: ("adapter", {"config": "seq_bn_inv"}),
+    "adapter config object": lambda t: ("adapter", {"config": _seq_bn(8)}),
+    "adapter stack_on=source (madx)": lambda t: ("adapter", {"reduction_factor": 16, "stack_on": "source"}),
+    "adapter name=second": lambda t: ("adapter", {"name": "second"}),
+    "AdapterSwap madx": lambda t: _cls("AdapterSwap", default="source",
+                                       by_eval_set={"shift:hotels": "hotels", "shift:games": "games"}),
+    "AdapterSwap tests": lambda t: _cls("AdapterSwap", by_eval_set={"shift:c": "c"}),
+    # schedules: notebook 03 (schedule_methods), leaderboard, benchmarks, tests
+    "gu k=12": lambda t: ("gu", {"k": 12}),
+    "gu k='25' (papermill)": lambda t: ("gu", {"k": "25"}),
+    "gu k=3.0": lambda t: ("gu", {"k": 3.0}),
+    "lpft k=7": lambda t: ("lpft", {"k": 7}),
+    "rand k=2": lambda t: ("rand", {"k": 2}),
+    "gu-rev k=4": lambda t: ("gu-rev", {"k": 4}),
+    "fun k=7 fb=3 sample": lambda t: ("fun", {"k": 7, "fisher_batches": 3, "label_mode": "sample"}),
+    "fun k=10 fb=10": lambda t: ("fun", {"k": 10, "fisher_batches": 10}),
+    "fun k=2 fb=2 no embeddings": lambda t: ("fun", {"k": 2, "fisher_batches": 2, "include_embeddings": False}),
+    "fun argmax seed=3": lambda t: ("fun", {"label_mode": "argmax", "seed": 3}),
+    "gu units=adapters": lambda t: ("gu", {"units": "adapters"}),
+    "gu units=blocks adapter_name=x": lambda t: ("gu", {"units": "blocks", "adapter_name": "x"}),
+    "gu verbose": lambda t: ("gu", {"k": 5, "verbose": True}),
+    "fixed order names": lambda t: ("fixed", {"order": ["adapter1", "adapter0"], "k": 3}),
+    "fixed order tuple": lambda t: ("fixed", {"order": (1, 0, 2)}),
+    "fixed order text": lambda t: ("fixed", {"order": "[2, 0, 1]"}),
+    "ScheduledUnfreezing(schedule=fun)": lambda t: _cls("ScheduledUnfreezing", schedule="fun", k=9),
+    "ScheduledUnfreezing()": lambda t: _cls("ScheduledUnfreezing"),
+    "fisher-tracker every=5 batches=1 sample": lambda t: ("fisher-tracker", {"every": 5, "batches": 1,
+                                                                              "label_mode": "sample"}),
+    "fisher-tracker every=50 batches=40": lambda t: ("fisher-tracker", {"every": 50, "batches": 40}),
+    "fisher-tracker every=4 batches=2": lambda t: ("fisher-tracker", {"every": 4, "batches": 2}),
+    "fisher-tracker every='15' units=blocks": lambda t: ("fisher-tracker", {"every": "15", "units": "blocks",
+                                                                             "include_embeddings": False}),
+    # GradDrop: notebook 04, leaderboard, benchmarks, tests
+    "graddrop p=0.3": lambda t: ("graddrop", {"p": 0.3}),
+    "graddrop p=0.1": lambda t: ("graddrop", {"p": 0.1}),
+    "graddrop p=0.5 grad": lambda t: ("graddrop", {"p": 0.5}),
+    "graddrop p=0 int": lambda t: ("graddrop", {"p": 0}),
+    "graddrop epoch": lambda t: ("graddrop", {"p": 0.3, "variant": "epoch"}),
+    "graddrop epoch epoch_steps=2": lambda t: ("graddrop", {"variant": "epoch", "epoch_steps": 2, "p": 0.5}),
+    "graddrop layer": lambda t: ("graddrop", {"p": 0.3, "variant": "layer"}),
+    "graddrop layer skip": lambda t: ("graddrop", {"variant": "layer", "p": 0.5, "mode": "skip"}),
+    "graddrop skip": lambda t: ("graddrop", {"p": 0.5, "mode": "skip"}),
+    "graddrop rescale": lambda t: ("graddrop", {"p": 0.5, "rescale": True}),
+    "graddrop seed": lambda t: ("graddrop", {"p": 0.3, "seed": 7}),
+    "graddrop linear": lambda t: ("graddrop", {"p": 0.4, "p_schedule": "linear", "p_end": 0.0}),
+    "graddrop linear p_end=0.1": lambda t: ("graddrop", {"p": 0.4, "p_schedule": "linear", "p_end": 0.1}),
+    "graddrop units=blocks adapter_name=x": lambda t: ("graddrop", {"variant": "layer", "units": "blocks",
+                                                                    "adapter_name": "x"}),
+    "graddrop papermill strings": lambda t: ("graddrop", {"p": "0.5", "rescale": "true", "variant": "epoch",
+                                                          "epoch_steps": "4"}),
+    # dropout: notebook 05, leaderboard, benchmarks, tests
+    "guided-dropout scores obj": lambda t: ("guided-dropout", {"scores": _scores_obj(), "p_upper": 0.1}),
+    "guided-dropout scores obj magnitude": lambda t: ("guided-dropout", {"scores": _scores_obj(), "p_upper": 0.05,
+                                                                         "mapping": "magnitude"}),
+    "guided-dropout scores dict": lambda t: ("guided-dropout", {"scores": {"embeddings": 1.0, "block0.attention": 2},
+                                                                "p_upper": 0.5}),
+    "guided-dropout scores file": lambda t: ("guided-dropout", {"scores": _scores_file(t)}),
+    "guided-dropout mlm-warm n=64 seed=1": lambda t: ("guided-dropout", {"source": "mlm-warm", "n": 64, "seed": 1}),
+    "guided-dropout p_upper='0.2'": lambda t: ("guided-dropout", {"p_upper": "0.2"}),
+    "standard-dropout p=0.2": lambda t: ("standard-dropout", {"p": 0.2}),
+    "standard-dropout p=0": lambda t: ("standard-dropout", {"p": 0}),
+    "gaussian-dropout p=0.1": lambda t: ("gaussian-dropout", {"p": 0.1}),
+    "gaussian-dropout p=0.3": lambda t: ("gaussian-dropout", {"p": 0.3}),
+    # sparse fine-tuning: recipes/lt_sft, benchmarks, tests
+    "sparse-update l1=0.1": lambda t: ("sparse-update", {"l1": 0.1}),
+    "sparse-update l1=1 int label": lambda t: ("sparse-update", {"l1": 1, "label": "lt-sft-dense (domain)"}),
+    "sparse-update mask": lambda t: ("sparse-update", {"mask": _mask()}),
+    "sparse-update mask l1 label": lambda t: ("sparse-update", {"mask": _mask(), "l1": 0.5, "label": "rand-sft"}),
+    "sparse-update keep layernorm": lambda t: ("sparse-update", {"freeze_layernorm": False}),
+    # STILTs target phase
+    "from-intermediate carry_head": lambda t: ("from-intermediate", {"intermediate": _inter(), "carry_head": True}),
+    "from-intermediate no pooler": lambda t: ("from-intermediate", {"intermediate": _inter(), "carry_pooler": False}),
+    "from-intermediate no check": lambda t: ("from-intermediate", {"intermediate": _inter(), "check_backbone": False}),
+    "FromIntermediate(inter) positional": lambda t: _cls("FromIntermediate", _inter(task="domains")),
+}
+
+#: combinations: the resolved order, the run's method label and the describe list (what fingerprints hash)
+COMBOS = {
+    "full": ["full"],
+    "adapter": ["adapter"],
+    "adapter + gu k=12": ["adapter", ("gu", {"k": 12})],
+    "adapter + fun + tracker": ["adapter", ("fun", {"k": 7, "fisher_batches": 3, "label_mode": "sample"}),
+                                ("fisher-tracker", {"every": 5, "batches": 1, "label_mode": "sample"})],
+    "tracker + fun + adapter (sorted)": [("fisher-tracker", {"every": 4, "batches": 2}), ("fun", {"k": 3}),
+                                         "adapter"],
+    "full + graddrop": ["full", ("graddrop", {"p": 0.3})],
+    "graddrop + gu (sorted)": [("graddrop", {"p": 0.3}), ("gu", {"k": 4})],
+    "adapter + graddrop layer": ["adapter", ("graddrop", {"p": 0.3, "variant": "layer"})],
+    "freeze-embeddings + full": ["freeze-embeddings", "full"],
+    "full + freeze-embeddings": ["full", "freeze-embeddings"],
+    "gu no embeddings + freeze-embeddings": [("gu", {"include_embeddings": False}), "freeze-embeddings"],
+    "gu adapters + freeze-embeddings": ["adapter", ("gu", {"units": "adapters"}), "freeze-embeddings"],
+    "guided-dropout + full": [("guided-dropout", {"scores": "<obj>"}), "full"],
+    "gaussian-dropout + adapter": [("gaussian-dropout", {"p": 0.1}), "adapter"],
+    "sparse dense + graddrop": [("graddrop", {"p": 0.3}), "sparse-update"],
+    "from-intermediate + adapter + gu": [("gu", {"k": 2}), "adapter", ("from-intermediate", {"intermediate": "<inter>"})],
+    "from-intermediate + full + graddrop": [("graddrop", {"p": 0.3}), "full",
+                                            ("from-intermediate", {"intermediate": "<inter>"})],
+    "adapter stacked + swap": [("adapter", {"stack_on": "source"}), "<swap>"],
+    "two adapters": [("adapter", {"name": "a"}), ("adapter", {"name": "b", "stack_on": "a"})],
+}
+
+
+def _cls(name, *args, **kw):
+    from tutorfinetune import methods
+
+    return getattr(methods, name)(*args, **kw)
+
+
+def build(case, tmp: Path):
+    from tutorfinetune import methods
+
+    spec = CASES[case](tmp)
+    if isinstance(spec, tuple):
+        return methods.get(spec[0], **spec[1])
+    return spec
+
+
+def _combo(spec):
+    from tutorfinetune import methods
+
+    out = []
+    for m in spec:
+        if m == "<swap>":
+            out.append(methods.AdapterSwap(default="source"))
+        elif isinstance(m, tuple) and "<obj>" in m[1].values():
+            out.append((m[0], {"scores": _scores_obj()}))
+        elif isinstance(m, tuple) and "<inter>" in m[1].values():
+            out.append((m[0], {"intermediate": _inter()}))
+        else:
+            out.append(m)
+    return methods.resolve(out)
+
+
+def record_all() -> dict:
+    from tutorfinetune import TrainConfig
+    from tutorfinetune.engine.record import fingerprint, method_name
+
+    with tempfile.TemporaryDirectory() as d:
+        methods_ = {case: build(case, Path(d)) for case in CASES}
+        out = {"methods": {case: {"describe": json.dumps(m.describe(), default=str), "repr": repr(m),
+                                  "name": m.name}
+                           for case, m in methods_.items()}}
+    cfg = TrainConfig(lr=1e-4, max_steps=20, seed=3)
+    combos = {}
+    for name, spec in COMBOS.items():
+        ms = _combo(spec)
+        combos[name] = {"label": method_name(ms), "describe": json.dumps([m.describe() for m in ms], default=str),
+                        "fingerprint": fingerprint("tiny", "toy", 80, cfg, ms)}
+    out["combos"] = combos
+    return out
+
+
+@pytest.fixture(scope="module")
+def pinned():
+    return json.loads(PINNED.read_text())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_describe_and_repr_are_pinned(case, pinned, tmp_path):
+    m = build(case, tmp_path)
+    want = pinned["methods"][case]
+    assert json.dumps(m.describe(), default=str) == want["describe"]
+    assert repr(m) == want["repr"]
+    assert m.name == want["name"]
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_combinations_keep_their_order_label_and_fingerprint(combo, pinned):
+    from tutorfinetune import TrainConfig
+    from tutorfinetune.engine.record import fingerprint, method_name
+
+    ms = _combo(COMBOS[combo])
+    want = pinned["combos"][combo]
+    assert method_name(ms) == want["label"]
+    assert json.dumps([m.describe() for m in ms], default=str) == want["describe"]
+    assert fingerprint("tiny", "toy", 80, TrainConfig(lr=1e-4, max_steps=20, seed=3), ms) == want["fingerprint"]
+
+
+def test_every_pinned_case_is_still_checked(pinned):
+    assert set(pinned["methods"]) == set(CASES) and set(pinned["combos"]) == set(COMBOS)
+
+
+if __name__ == "__main__":
+    if "--record" not in sys.argv:
+        sys.exit(f"usage: python {Path(__file__).name} --record   (rewrites {PINNED.name})")
+    sys.path.insert(0, str(HERE.parent))
+    PINNED.write_text(json.dumps(record_all(), indent=1, sort_keys=True) + "\n")
+    print(f"recorded {len(CASES)} methods and {len(COMBOS)} combinations in {PINNED}")
