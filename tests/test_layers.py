@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "tutorfinetune"
 #: first component (``engine`` covers ``engine.loop``, ``engine.record`` ...).
 LAYERS = [
     ["_version", "config", "errors", "env", "progress", "results"],
-    ["data", "synthetic", "backbones"],
+    ["data", "synthetic", "heads", "backbones"],
     ["mlm", "fisher", "diffs"],
     ["methods"],
     ["engine"],

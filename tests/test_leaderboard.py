@@ -3,7 +3,7 @@
 import pytest
 
 import tutorfinetune as tft
-from tutorfinetune import results
+from tutorfinetune import analysis, results
 from tutorfinetune.studies import leaderboard as lb
 
 
@@ -44,10 +44,10 @@ def test_run_reuse_costs_and_table(tmp_path, toy_task):
     assert cost.loc[("LT-SFT K=2%", 0), "steps"] == 6  # both phases counted
     full = sum(p.numel() for p in bb.model.parameters())
     assert cost.loc[("full fine-tuning", 0), "trainable"] == full
-    table = lb.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "low-data")
+    table = analysis.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "low-data")
     assert list(table.columns[:4]) == ["entry", "family", "seeds", "test"]
     assert "vs full FT (held-out, paired)" in table and table.seeds.eq(2).all()
-    assert lb.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "no-such-regime").empty
+    assert analysis.leaderboard_table(df, cost.reset_index(), ["test"], ["dev"], "no-such-regime").empty
 
 
 def test_entries_that_need_context_say_so(tmp_path, toy_task):

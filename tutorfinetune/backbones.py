@@ -33,8 +33,10 @@ import torch
 from torch import nn
 
 from .config import did_you_mean
+from .heads import READOUTS, ReadoutError, pretrained_readout, readout_of, set_readout
 
 __all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "backbone_for_task", "available_backbones",
+           "resolve_readout", "apply_readout",
            "minilm_path", "HEADS", "is_multiple_choice"]
 
 OFFLINE_DEFAULT = "minilm"
@@ -202,6 +204,7 @@ def load_backbone(
     label_names: list[str] | None = None,
     tiny_layers: int = 2,
     head: str = "classification",
+    readout: str | None = None,
     verbose: bool = False,
 ) -> Backbone:
     """Load a sequence-classification (or multiple-choice) backbone with a freshly initialised head.
@@ -215,6 +218,9 @@ def load_backbone(
         tiny_layers: number of blocks of the ``"tiny"`` model.
         head: ``"classification"`` or ``"multiple-choice"`` (``num_labels`` is then unused: a
             multiple-choice head scores each choice, however many there are).
+        readout: how the head reads the encoder (:mod:`tutorfinetune.heads`): ``"pooler"``, ``"cls"``,
+            ``"mean"`` or ``"auto"``; None leaves the model's own head (``TrainConfig.readout`` then
+            decides when it trains).
         verbose: print the parameter summary.
     """
     from transformers import (
@@ -275,10 +281,55 @@ def load_backbone(
     model.train()
     blocks = block_map(model)
     bb = Backbone(name=name, model=model, tokenizer=tok, blocks=blocks, source=source,
-                  info={"seed": seed, "num_labels": num_labels, "head": head})
+                  info={"seed": seed, "num_labels": num_labels, "head": head, "readout": "pooler"})
+    if readout is not None:
+        apply_readout(bb, readout)
     if verbose:
         bb.print_summary()
     return bb
+
+
+def resolve_readout(name: str, readout: str = "auto") -> str:
+    """The readout ``"auto"`` means for backbone ``name`` (without loading it): the pooling of its
+    sentence-transformers config where one is found (the embedded MiniLM, a local folder), else
+    ``"pooler"``; any other readout is returned as it is (after a check)."""
+    if readout not in READOUTS:
+        raise ReadoutError(f"Unknown readout {readout!r}.{did_you_mean(readout, READOUTS)} Use one of {list(READOUTS)}.")
+    if readout != "auto":
+        return readout
+    name = str(name)
+    if name == "tiny":
+        return "pooler"
+    if name == "minilm":
+        return pretrained_readout(minilm_path())
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return pretrained_readout(local)
+    try:  # a hub id: its sentence-transformers files, where the hub (or its cache) has them
+        from huggingface_hub import hf_hub_download
+
+        folder = Path(hf_hub_download(name, "modules.json")).parent
+        for f in ("1_Pooling/config.json",):
+            hf_hub_download(name, f)
+        return pretrained_readout(folder)
+    except Exception:  # offline, or not a sentence-transformers checkpoint: the model's own head
+        return "pooler"
+
+
+def apply_readout(backbone: Backbone, readout: str) -> str:
+    """Give ``backbone`` the readout ``readout`` (``"auto"`` resolved by :func:`resolve_readout`); a model
+    whose pooler was already replaced cannot go back to ``"pooler"``. Returns the readout in use."""
+    want = resolve_readout(backbone.name, readout)
+    have = readout_of(backbone.model)
+    if want == have:
+        return have
+    if want == "pooler":
+        raise ReadoutError(f"This model already reads its encoder with readout={have!r}; its pooler is gone. Load a "
+                           f"fresh backbone for readout='pooler'.")
+    used = set_readout(backbone.model, want)
+    backbone.blocks = block_map(backbone.model)
+    backbone.info["readout"] = used
+    return used
 
 
 def backbone_for_task(name: str, task, seed: int = 0, **kw) -> Backbone:

@@ -126,6 +126,10 @@ def as_list(value: Any, item_type: type = int, name: str = "value") -> list:
     return list(coerce(name, value, tuple[item_type, ...]))
 
 
+#: fields added after 0.1 -> the value at which to_dict() leaves them out (what runs before them did)
+_OMIT_WHEN: dict[str, Any] = {"readout": "pooler", "select_best": False, "early_stopping": 0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one run. Every field accepts papermill-style text; see :func:`coerce`.
@@ -154,6 +158,14 @@ class TrainConfig:
         precision: ``"auto"`` (bf16 autocast on a GPU that supports it, else fp32), ``"fp32"``, ``"bf16"``.
         checkpoint_every: save a checkpoint every N optimiser steps (0: none).
         fused_adamw: use the fused AdamW kernel where this torch has it.
+        readout: how the head reads the encoder (:mod:`tutorfinetune.heads`): ``"pooler"`` (BERT's
+            pooler), ``"cls"``, ``"mean"`` (masked mean of the token states), or ``"auto"`` (the
+            checkpoint's own pretraining pooling: mean for all-MiniLM-L6-v2).
+        select_best: evaluate the curve set (a dev split) during training and report the eval sets at
+            the best dev step (model selection on dev, as the papers' ``load_best_model_at_end``); the
+            final-step metrics stay in the record (``final_metrics``).
+        early_stopping: with ``select_best``, stop after this many dev evaluations without improvement
+            (0: never stop early).
     """
 
     lr: float = 5e-5
@@ -178,6 +190,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = 0
     fused_adamw: bool = True
+    readout: Literal["pooler", "cls", "mean", "auto"] = "pooler"
+    select_best: bool = False
+    early_stopping: int = 0
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -201,6 +216,9 @@ class TrainConfig:
             (self.max_eval_examples is None or self.max_eval_examples >= 2,
              "max_eval_examples must be >= 2 or None"),
             (self.seed >= 0, "seed must be >= 0"),
+            (self.early_stopping >= 0, "early_stopping must be >= 0 (0: never stop early)"),
+            (not self.early_stopping or self.select_best,
+             "early_stopping needs select_best=True (it stops when the dev score stops improving)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -208,8 +226,14 @@ class TrainConfig:
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict. Fields added after 0.1 are left out while they hold their neutral
+        value (:data:`_OMIT_WHEN`), so a run's record and fingerprint stay what they were for settings
+        that existed before, and stores made earlier keep being reused."""
         d = dataclasses.asdict(self)
         d["eval_sets"] = list(self.eval_sets)
+        for name, neutral in _OMIT_WHEN.items():
+            if d.get(name) == neutral:
+                del d[name]
         return d
 
     def to_json(self, **kw) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "histories", "cell", "compare_sentence", "paired_difference", "paired_table", "fisher_curves", "unfreeze_orders", "held_out_mean", "verdict", "spread_table", "paired_spread"]
+__all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "histories", "cell", "compare_sentence", "paired_difference", "paired_table", "fisher_curves", "unfreeze_orders", "held_out_mean", "verdict", "spread_table", "paired_spread", "t_quantile", "paired_p_value", "minimal_detectable_effect", "holm", "claim_verdict"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -121,7 +121,9 @@ def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit:
 def paired_difference(df: pd.DataFrame, a: str, b: str, by: str = "method", pair_on: str = "seed",
                       metric: str = "accuracy", value: str = "value") -> pd.Series:
     """Mean over seeds of (a - b), with a Student-t 95% CI, pairing rows that share ``pair_on`` and the
-    eval set; several eval sets are averaged per seed first. Returns n, mean, std, ci95, lo, hi."""
+    eval set; several eval sets are averaged per seed first. Returns n, mean, std, ci95, lo, hi, the
+    two-sided p-value of the paired t-test (``p``) and the minimal detectable effect at 80% power
+    (``mde``, :func:`minimal_detectable_effect`)."""
     d = df[df["metric"] == metric] if "metric" in df.columns else df
     per_seed = d.groupby([by, pair_on])[value].mean().unstack(by)
     if a not in per_seed or b not in per_seed:
@@ -131,7 +133,88 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, by: str = "method", pair
     std = float(diff.std()) if n > 1 else 0.0
     ci = t_critical(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
     mean = float(diff.mean()) if n else math.nan
-    return pd.Series({"n": n, "mean": mean, "std": std, "ci95": ci, "lo": mean - ci, "hi": mean + ci})
+    return pd.Series({"n": n, "mean": mean, "std": std, "ci95": ci, "lo": mean - ci, "hi": mean + ci,
+                      "p": paired_p_value(mean, std, n), "mde": minimal_detectable_effect(std, n)})
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (scipy)."""
+    from scipy.stats import t as _t
+
+    return float(_t.ppf(q, df)) if df >= 1 else math.nan
+
+
+def paired_p_value(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of the paired t-test of ``mean`` = 0 (``std``: the spread of the n differences)."""
+    from scipy.stats import t as _t
+
+    if n < 2 or not np.isfinite(mean):
+        return math.nan
+    if std == 0:
+        return 0.0 if mean != 0 else 1.0
+    return float(2 * _t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+
+
+def minimal_detectable_effect(std: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """The smallest true paired difference a two-sided paired t-test at level ``alpha`` would detect with
+    probability ``power``, given the observed spread ``std`` of the differences over ``n`` seeds:
+    ``(t_{1-alpha/2, n-1} + t_{power, n-1}) * std / sqrt(n)`` (the usual normal-approximation formula with
+    t quantiles). A null result whose MDE is large says little: "inconclusive", not "no effect"."""
+    if n < 2 or not np.isfinite(std):
+        return math.nan
+    return (t_quantile(1 - alpha / 2, n - 1) + t_quantile(power, n - 1)) * std / math.sqrt(n)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN): with m tests, the i-th
+    smallest p is multiplied by (m - i + 1), made monotone, capped at 1. Controls the chance of any false
+    "reproduced"/"contradicted" across a table of claims at the nominal level."""
+    ps = [float(p) for p in pvalues]
+    idx = [i for i, p in enumerate(ps) if np.isfinite(p)]
+    m = len(idx)
+    out = [math.nan] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: ps[i])):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def claim_verdict(d: pd.Series, claim: str = "greater", scale: float = 100.0, p_adjusted: float | None = None,
+                  alpha: float = 0.05, margin: float = 0.01) -> str:
+    """The protocol's verdict on a paper's claim, from a paired difference (:func:`paired_difference`):
+
+    * ``"reproduced"``: the difference is significant in the claimed direction (``"greater"``: a > b;
+      ``"less"``: a < b; ``"at least"``, a non-inferiority claim: the whole interval lies above
+      ``-margin``, by default one point of accuracy);
+    * ``"contradicted"``: significant in the other direction (``"at least"``: the whole interval lies
+      below ``-margin``);
+    * ``"inconclusive (could detect ≥ x points)"``: neither, with the minimal detectable effect at 80%
+      power in points (``scale``), so a null result is never read as "no effect".
+
+    Significance is the 95% interval, or ``p_adjusted < alpha`` when a multiple-comparison adjusted
+    p-value (:func:`holm`) is given."""
+    if claim not in ("greater", "at least", "less"):
+        raise ValueError(f"claim must be 'greater', 'at least' or 'less', got {claim!r}.")
+    if not np.isfinite(d.get("ci95", math.nan)):
+        return "inconclusive (one seed)"
+    if p_adjusted is None:
+        above, below = d["lo"] > 0, d["hi"] < 0
+    else:
+        sig = p_adjusted < alpha
+        above, below = sig and d["mean"] > 0, sig and d["mean"] < 0
+    if claim == "greater":
+        good, bad = above, below
+    elif claim == "less":
+        good, bad = below, above
+    else:  # at least: non-inferiority with a stated margin, judged on the interval
+        good, bad = d["lo"] > -margin, d["hi"] < -margin
+    if good:
+        return "reproduced"
+    if bad:
+        return "contradicted"
+    mde = d.get("mde", math.nan)
+    return f"inconclusive (could detect ≥ {scale * mde:.1f} points)" if np.isfinite(mde) else "inconclusive"
 
 
 def paired_table(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], by: str = "method", claim: str = "greater",

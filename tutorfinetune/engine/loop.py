@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..backbones import Backbone, trainable_report
+from ..backbones import Backbone, apply_readout, resolve_readout, trainable_report
 from ..config import TrainConfig
 from ..data import Task, TaskError
 from ..env import autocast_dtype, resolve_device
@@ -88,7 +88,7 @@ def train(
     Raises:
         TrainingError, NonFiniteLossError, TaskError, ConfigError, MethodError: with the fix in the message.
     """
-    config = _as_config(config)
+    config = _resolved(_as_config(config), backbone)
     methods = _check_run(backbone, task, config, methods)
     device = resolve_device(config.device)
     task = task.subsample_train(config.max_train_examples, seed=config.seed)
@@ -109,13 +109,14 @@ def train(
         start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose)
         loop = _Loop(state, data, methods, scheduler, recorder.history, checkpoint_dir, fprint)
         loop.run(start)
+        selected = loop.select_best() if config.select_best else {}
         artifacts = {m.name: out for m in methods if (out := m.finish(state))}
         metrics, eval_seconds = _final_eval(state, data, methods)
         timings = {"train_seconds": loop.train_seconds, "eval_seconds": loop.eval_seconds + eval_seconds,
                    "total_seconds": time.perf_counter() - t_start,
                    "train_samples_per_second": loop.seen / loop.train_seconds if loop.train_seconds > 0 else None,
-                   "steps": state.total_steps - start}
-        recorder.finish(metrics, timings, artifacts)
+                   "steps": (loop.stopped_at or state.total_steps) - start}
+        recorder.finish(metrics, timings, artifacts, **selected)
     if auto_checkpoints and Path(checkpoint_dir).is_dir():  # finished: its default checkpoints are spent
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     if verbose:
@@ -138,6 +139,13 @@ def _as_config(config: TrainConfig | dict | None) -> TrainConfig:
         return TrainConfig.from_dict(config)
     if not isinstance(config, TrainConfig):
         raise TrainingError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
+    return config
+
+
+def _resolved(config: TrainConfig, backbone: Backbone) -> TrainConfig:
+    """``readout="auto"`` resolved for this backbone, so the record (and the fingerprint) say which readout ran."""
+    if config.readout == "auto" and isinstance(backbone, Backbone):
+        return config.replace(readout=resolve_readout(backbone.name, "auto"))
     return config
 
 
@@ -166,6 +174,14 @@ def _check_run(backbone: Backbone, task: Task, config: TrainConfig, methods: Any
     for name in _wanted_sets(task, config) + ([config.curve_eval_set] if config.eval_every else []):
         if name not in task.eval_set_specs:
             raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
+    if config.select_best:
+        spec = task.eval_set_specs.get(config.curve_eval_set)
+        if spec is None or spec.get("split") != "dev":
+            raise TrainingError(
+                f"select_best=True chooses the step on the curve set, which must be a dev split: curve_eval_set="
+                f"{config.curve_eval_set!r} is {'not an eval set' if spec is None else f'{spec}'} of task {task.name!r}. "
+                "Give the task a dev split (split == 'dev') and set curve_eval_set to it; a test set is never used "
+                "to choose anything.")
     if config.curve_eval_set not in task.eval_set_specs and config.curve_eval_set != TrainConfig.curve_eval_set:
         warnings.warn(f"curve_eval_set={config.curve_eval_set!r} is not an eval set of task {task.name!r} "
                       f"({list(task.eval_set_specs)}): no learning curve will be recorded.", stacklevel=3)
@@ -204,6 +220,7 @@ def _prepare_data(tok, task: Task, config: TrainConfig) -> _Data:
 def _setup(backbone: Backbone, task: Task, config: TrainConfig, methods: list[Method], device: torch.device,
            verbose: bool) -> tuple[TrainState, _Data]:
     """Seed, prepare the methods (then print what trains), build the optimiser, encode the data."""
+    apply_readout(backbone, config.readout)  # before the plug-ins prepare: they see the head that will train
     model = backbone.model
     state = TrainState(model=model, blocks=backbone.blocks, config=config, task=task, device=device)
     torch.manual_seed(config.seed)
@@ -251,6 +268,11 @@ class _Loop:
         self.params = [p for g in state.optimizer.param_groups for p in g["params"]]
         self.train_seconds = self.eval_seconds = 0.0
         self.seen = 0
+        #: model selection on dev (``select_best``): the best dev score so far, its step, the weights then
+        self.best: tuple[float, int] | None = None
+        self.best_weights: list[torch.Tensor] | None = None
+        self.since_best = 0
+        self.stopped_at: int | None = None
 
     def run(self, start: int) -> None:
         st, cfg = self.state, self.state.config
@@ -264,9 +286,12 @@ class _Loop:
                 batches_epoch = epoch
             row = self.step(step, epoch, b, batches[b])
             end_of_epoch = b == st.steps_per_epoch - 1 or step == st.total_steps - 1
+            last = step == st.total_steps - 1
             if self.data.curve and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0)
-                                    or (not cfg.eval_every and end_of_epoch)):
+                                    or (not cfg.eval_every and end_of_epoch) or (cfg.select_best and last)):
                 row.update(self.curve_point())
+                if cfg.select_best:
+                    self.consider(step + 1, row[f"{self.data.curve}_accuracy"])
             self.history.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
                                  for k, v in row.items()})
             if end_of_epoch:
@@ -277,8 +302,34 @@ class _Loop:
             bar.update(1)
             if (step + 1) % 10 == 0 or step == st.total_steps - 1:
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if cfg.early_stopping and self.since_best >= cfg.early_stopping:
+                self.stopped_at = step + 1
+                break
         bar.close()
         self.train_seconds = time.perf_counter() - t0 - self.eval_seconds
+
+    def consider(self, step: int, score: float) -> None:
+        """Model selection on dev: keep the weights of the best dev score so far (the earliest on ties)."""
+        if self.best is None or score > self.best[0]:
+            self.best, self.since_best = (float(score), step), 0
+            self.best_weights = [p.detach().to("cpu", copy=True) for p in self.params]
+        else:
+            self.since_best += 1
+
+    def select_best(self) -> dict:
+        """Evaluate every eval set at the final step (kept in the record as ``final_metrics``), then put
+        back the weights of the best dev step; the run's ``metrics`` are then taken there."""
+        final, seconds = _final_eval(self.state, self.data, self.methods)
+        self.eval_seconds += seconds
+        out = {"final_metrics": final, "final_step": self.stopped_at or self.state.total_steps}
+        if self.best is not None:
+            with torch.no_grad():
+                for p, w in zip(self.params, self.best_weights):
+                    p.copy_(w.to(p.device))
+            out.update(best_step=self.best[1], best_dev=self.best[0], selected_on=self.data.curve)
+        if self.stopped_at is not None:
+            out["stopped_early_at"] = self.stopped_at
+        return out
 
     def step(self, step: int, epoch: int, b: int, idx: np.ndarray) -> dict:
         """One optimiser step on the rows ``idx``: forward, finite-loss check, backward, hooks, clip, step."""
