@@ -1,10 +1,13 @@
-"""The generic file loader, its errors, and the real public datasets beside the repo."""
+"""The generic file loader, its errors, and the real public datasets beside the repo.
 
+The catalogue of bad inputs is tests/test_bad_inputs.py; here, that valid input loads as it always did."""
+
+import hashlib
 import json
 
 import pandas as pd
 import pytest
-from conftest import realdata, toy_frame
+from conftest import REPO, realdata, toy_frame
 
 from tutorfinetune import TaskError, load_task, load_text
 
@@ -44,6 +47,26 @@ def test_subsample_is_stratified_and_seeded(toy_task):
     assert len(a.train) == 20 and a.train["label"].value_counts().tolist() == [10, 10]
     assert a.train.index.tolist() == b.train.index.tolist() != c.train.index.tolist()
     assert len(a.eval_set("test")) == 20
+
+
+# --- valid input loads exactly as before the loaders were hardened (issue 19) ---------------------
+# sha256 of the bundled task's frame as CSV, taken before the loaders were hardened (issue 19).
+REVIEWS_SHA256 = "70c772438ecdaf948f018bc8ab5c08bb855c156ab0cc3f59c33a16aea5e1fe13"
+
+
+def test_bundled_reviews_load_exactly_as_before():
+    frame = load_task("reviews").frame
+    assert hashlib.sha256(frame.to_csv().encode()).hexdigest() == REVIEWS_SHA256
+    ref = pd.read_json(REPO / "data" / "reviews" / "labelled.jsonl", lines=True, dtype={"id": str})
+    ref["label"] = ref["label"].map({"negative": 0, "positive": 1}).astype(int)
+    assert frame.equals(ref)
+
+
+def test_the_generic_loader_reads_the_bundled_file_like_the_bundled_loader():
+    bundled = load_task("reviews").frame
+    generic = load_task(REPO / "data" / "reviews" / "labelled.jsonl").frame
+    cols = ["text", "label", "split", "domain", "lang"]
+    assert generic[cols].astype(str).equals(bundled[cols].astype(str))
 
 
 # --- bad input: each names the fix --------------------------------------------------------------

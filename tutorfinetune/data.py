@@ -16,6 +16,8 @@ Taught in notebooks/00_start_here.ipynb.
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -201,12 +203,20 @@ class Task:
         return df["text"].tolist()
 
     def summary(self) -> pd.DataFrame:
-        """Counts per split, domain and language, with the share of each label."""
+        """Counts per split, domain and language, with the share of each label; when the loader dropped
+        rows (empty text, a label mapped to None), a ``dropped`` column counts them per group."""
+        keys = ["split", "domain", "lang"]
         df = self.frame.assign(label_name=self.frame["label"].map(dict(enumerate(self.label_names))))
-        out = df.groupby(["split", "domain", "lang"]).agg(n=("text", "size")).reset_index()
+        out = df.groupby(keys).agg(n=("text", "size")).reset_index()
         for i, nm in enumerate(self.label_names):
-            share = df.assign(_is=df["label"] == i).groupby(["split", "domain", "lang"])["_is"].mean()
-            out[f"share_{nm}"] = out.set_index(["split", "domain", "lang"]).index.map(share).round(3)
+            share = df.assign(_is=df["label"] == i).groupby(keys)["_is"].mean()
+            out[f"share_{nm}"] = out.set_index(keys).index.map(share).round(3)
+        drops = self.meta.get("dropped_rows")
+        if drops:
+            lost = pd.DataFrame(drops).groupby(keys)["n"].sum().rename("dropped").reset_index()
+            out = out.merge(lost, on=keys, how="outer")
+            out["n"] = out["n"].fillna(0).astype(int)
+            out["dropped"] = out["dropped"].fillna(0).astype(int)
         return out
 
     def __repr__(self) -> str:
@@ -234,6 +244,8 @@ def load_task(
     lang: str = "en",
     allow_single_class: bool = False,
     hf_config: str | None = None,
+    eval_fraction: float = 0.1,
+    split_seed: int = 0,
 ) -> Task:
     """Load a task by bundled name, file, folder, ``{split: file}`` mapping or Hugging Face id.
 
@@ -242,8 +254,9 @@ def load_task(
             a mapping ``{"train": path, "test": path}``; or ``"hf:<id>"``.
         text_column, text_pair_column, label_column: columns to read (renamed to ``text``,
             ``text_pair``, ``label``).
-        label_names: the label set, in index order. Default: the sorted distinct labels (strings),
-            or ``0..max`` for integer labels.
+        label_names: the label set, in index order. Default: the sorted distinct labels (strings,
+            stripped of surrounding spaces), or ``0..K-1`` for integer labels (integer labels that are
+            not ``0..K-1``, such as one-based ``1, 2``, are refused: pass ``label_names``).
         label_map: raw label -> label name or index; a raw label mapped to ``None`` drops its rows
             (e.g. ``{"neutral": None}`` to make a 3-way task binary).
         column_names: names for a file without a header row.
@@ -251,6 +264,14 @@ def load_task(
         domain, lang: tags for rows that have no ``domain``/``lang`` column.
         allow_single_class: accept a split that holds one label only.
         hf_config: configuration name for a hub dataset.
+        eval_fraction: when the data has no ``dev`` and no ``test`` rows, this fraction of the rows
+            is held out as ``dev`` and the same again as ``test`` (stratified by label, seeded by
+            ``split_seed``; the task says so when it loads). ``0`` keeps every row for training (the
+            task then has no eval sets).
+        split_seed: seed of that held-out split.
+
+    Rows with an empty or missing text are dropped; the count is printed and kept in
+    ``task.meta["dropped_rows"]`` (and :meth:`Task.summary`). A split that ends up empty is an error.
 
     Raises:
         TaskError: with a message that names the fix.
@@ -265,6 +286,8 @@ def load_task(
         domain=domain,
         lang=lang,
         allow_single_class=allow_single_class,
+        eval_fraction=_fraction(eval_fraction),
+        split_seed=split_seed,
     )
     if isinstance(name_or_path, Mapping):
         files = {_split_name(k): Path(v) for k, v in name_or_path.items()}
@@ -282,13 +305,50 @@ def load_task(
         return _from_files(files, name=path.name, **kw)
     if path.is_file():
         return _from_files({_split_name(split or "train"): path}, name=path.stem, **kw)
-    if text.startswith("hf:") or ("/" in text and not path.suffix and not text.startswith((".", "/", "~"))):
+    if text.startswith("hf:"):
         return _from_hub(text.removeprefix("hf:"), hf_config=hf_config, **kw)
+    if "/" in text and not path.suffix and not text.startswith((".", "/", "~")):
+        top = Path(text.split("/")[0]).expanduser()
+        if top.is_dir():  # "data/mytask" where ./data exists: a local path, not a hub id
+            raise TaskError(_no_such_path(path) + f" (For a Hugging Face dataset id, write 'hf:{text}'.)")
+        return _from_hub(text, hf_config=hf_config, missing_path=path, **kw)
+    if path.suffix or text.startswith((".", "/", "~")) or os.sep in text:
+        raise TaskError(_no_such_path(path))
     raise TaskError(
         f"Unknown task {text!r}: it is not a bundled task ({', '.join(bundled_tasks()) or 'none found'}), "
         "not an existing file or folder, and not a Hugging Face id (write 'hf:<id>'). "
         "Check the spelling or the path."
     )
+
+
+def _no_such_path(path: Path) -> str:
+    """``"No such file or folder: ..."``, with what its nearest existing parent holds."""
+    msg = f"No such file or folder: {path} (looked in {Path.cwd()})." if not path.is_absolute() else \
+        f"No such file or folder: {path}."
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    if parent.is_dir():
+        try:
+            names = sorted(p.name + ("/" if p.is_dir() else "") for p in parent.iterdir() if not p.name.startswith("."))
+        except OSError:
+            names = []
+        close = difflib.get_close_matches(path.name, [n.rstrip("/") for n in names], n=1)
+        if close:
+            msg += f" Did you mean {str(parent / close[0])!r}?"
+        elif names:
+            msg += f" {parent} holds: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}."
+    return msg + " Check the path (it is relative to the current folder)."
+
+
+def _fraction(value: Any) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise TaskError(f"eval_fraction must be a number in [0, 0.5), got {value!r}.") from None
+    if not 0 <= f < 0.5:
+        raise TaskError(f"eval_fraction must be in [0, 0.5) (the share held out as dev, and again as test), got {value!r}.")
+    return f
 
 
 def load_text(path: str | os.PathLike, text_column: str = "text") -> list[str]:
@@ -362,27 +422,130 @@ def _split_files(folder: Path) -> dict[str, Path]:
 
 
 def _read_table(path: Path, column_names: Sequence[str] | None) -> pd.DataFrame:
+    """One file as a frame of raw columns (text kept as text).
+
+    CSV/TSV/TXT need a header row (or ``column_names``) and never get an implicit index column: a
+    row with more or fewer fields than the header is an error that names its line. JSONL holds one
+    JSON record per line (a broken line is named); JSON holds a list of records (or columns).
+    """
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv", ".txt"):
+        raise TaskError(f"Unsupported file type {path.suffix!r} for {path}; use .csv, .tsv, .jsonl or .json.")
     try:
+        if path.stat().st_size == 0:
+            raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.")
         if suffix in (".jsonl", ".json"):
-            try:
-                df = pd.read_json(path, lines=True)
-            except ValueError:
-                df = pd.read_json(path)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            sep = "\t" if suffix == ".tsv" else ","
-            header = None if column_names else 0
-            df = pd.read_csv(path, sep=sep, header=header, names=column_names, quoting=csv.QUOTE_MINIMAL,
-                             keep_default_na=False, na_values=[""], dtype=str)
-        else:
-            raise TaskError(f"Unsupported file type {path.suffix!r} for {path}; use .csv, .tsv or .jsonl.")
+            return _read_json(path, path.read_text(encoding="utf-8-sig"))
+        sep = "\t" if suffix == ".tsv" else ","
+        _check_fields(path, sep, column_names)
+        header = None if column_names else 0
+        return pd.read_csv(path, sep=sep, header=header, names=column_names, index_col=False,
+                           quoting=csv.QUOTE_MINIMAL, keep_default_na=False, na_values=[""], dtype=str)
     except pd.errors.EmptyDataError:
         raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.") from None
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise TaskError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it with UTF-8 encoding.") from None
+    except (pd.errors.ParserError, ValueError) as e:
         if isinstance(e, TaskError):
             raise
         raise TaskError(f"Could not parse {path} ({e}). Check the delimiter, quoting and encoding (UTF-8).") from None
-    return df
+
+
+def _check_fields(path: Path, sep: str, column_names: Sequence[str] | None) -> None:
+    """Every non-blank row of a delimited file has as many fields as the header (or ``column_names``)."""
+    header = list(column_names) if column_names else None
+    bad: list[tuple[int, int, str]] = []
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=sep)
+            start = 1
+            try:
+                for row in reader:
+                    line, start = start, reader.line_num + 1
+                    if not row:
+                        continue
+                    if header is None:
+                        header = row
+                    elif len(row) != len(header):
+                        bad.append((line, len(row), sep.join(row)))
+            except csv.Error as e:
+                raise TaskError(f"{path}, line {reader.line_num}: {e}. Check the quoting of that line.") from None
+    finally:
+        csv.field_size_limit(limit)
+    if not bad:
+        return
+    line, n, text = bad[0]
+    more = f" (also line{'s' if len(bad) > 2 else ''} {', '.join(str(b[0]) for b in bad[1:6])}" + \
+        (f" and {len(bad) - 6} more" if len(bad) > 6 else "") + ")" if len(bad) > 1 else ""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    delim = "a tab" if sep == "\t" else repr(sep)
+    if n > len(header):
+        fix = (f"A text that contains the delimiter {delim} must be quoted (\"like, this\"); or save the file "
+               "as .tsv (tab-separated).")
+    else:
+        fix = "A field is missing (or a quote is not closed); fill it or delete the line."
+    raise TaskError(
+        f"{path.name}, line {line} has {n} field{'s' if n != 1 else ''} but the header has {len(header)} "
+        f"({', '.join(map(str, header))}): {shown!r}{more}. {fix} Nothing was loaded."
+    )
+
+
+def _read_json(path: Path, text: str) -> pd.DataFrame:
+    if not text.strip():
+        raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.")
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            if not (e.msg == "Extra data" and text.lstrip().startswith("{")):  # else: JSON lines in a .json
+                raise TaskError(
+                    f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. A .json file holds a "
+                    'list of records [{"text": ..., "label": ...}, ...]; for one record per line, use .jsonl.'
+                ) from None
+        except RecursionError:
+            raise TaskError(f"{path} is nested too deeply to be a table of records.") from None
+        else:
+            return _json_document(path, doc, text)
+    lines = []
+    for i, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = f"{e.msg}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            shown = line.strip() if len(line.strip()) <= 80 else line.strip()[:77] + "..."
+            raise TaskError(f"{path}, line {i} is not valid JSON ({why}): {shown!r}. JSONL holds one JSON record "
+                            "per line; fix or delete that line.") from None
+        if not isinstance(rec, dict):
+            raise TaskError(f"{path}, line {i} holds a JSON {type(rec).__name__}, not a record "
+                            '{"text": ..., "label": ...}. JSONL holds one record per line.')
+        lines.append(line)
+    if not lines:
+        raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.")
+    return pd.read_json(io.StringIO("\n".join(lines)), lines=True)
+
+
+def _json_document(path: Path, doc: Any, text: str) -> pd.DataFrame:
+    """A parsed ``.json`` file: a list of records, ``{"data": [records]}``, or columns ``{"text": [...], ...}``."""
+    if isinstance(doc, dict) and len(doc) == 1 and isinstance(next(iter(doc.values())), list) \
+            and all(isinstance(r, dict) for r in next(iter(doc.values()))):
+        doc = next(iter(doc.values()))
+        text = json.dumps(doc)
+    if isinstance(doc, list):
+        if not doc:
+            raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.")
+        wrong = [i for i, r in enumerate(doc) if not isinstance(r, dict)]
+        if wrong:
+            raise TaskError(f"{path}: item {wrong[0]} of the list is a {type(doc[wrong[0]]).__name__}, not a record "
+                            '{"text": ..., "label": ...}; a .json file holds a list of records.')
+        return pd.read_json(io.StringIO(text))
+    if isinstance(doc, dict) and doc and all(isinstance(v, (list, dict)) for v in doc.values()):
+        return pd.read_json(io.StringIO(text))
+    raise TaskError(f"{path} holds a JSON {type(doc).__name__}, not a table: a .json file holds a list of records "
+                    '[{"text": ..., "label": ...}, ...] (or use .jsonl, one record per line).')
 
 
 def _from_files(
@@ -398,14 +561,18 @@ def _from_files(
     domain: str,
     lang: str,
     allow_single_class: bool,
+    eval_fraction: float = 0.1,
+    split_seed: int = 0,
 ) -> Task:
     frames = []
     for split, path in files.items():
         if not path.is_file():
-            raise TaskError(f"No such file for split {split!r}: {path}.")
+            raise TaskError(f"No such file for split {split!r}: {path}." if not path.is_dir() else
+                            f"{path} (split {split!r}) is a folder; name a file.")
         df = _read_table(path, column_names)
         if df.empty:
             raise TaskError(f"{path} is empty: it holds no rows. Point load_task at a file with data.")
+        df.columns = [str(c) for c in df.columns]
         wanted = {"text_column": text_column, "label_column": label_column}
         if text_pair_column:
             wanted["text_pair_column"] = text_pair_column
@@ -427,57 +594,175 @@ def _from_files(
         out["source_file"] = str(path)
         frames.append(out)
     frame = pd.concat(frames, ignore_index=True)
-    frame = frame[frame["text"].notna() & (frame["text"].astype(str).str.strip() != "")]
+    splits = list(dict.fromkeys(frame["split"]))
+    empty = frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")
+    drops = _drop_counts(frame[empty], "empty or missing text")
+    frame = frame[~empty]
     frame["text"] = frame["text"].astype(str)
     if "text_pair" in frame:
         frame["text_pair"] = frame["text_pair"].fillna("").astype(str)
+    before = frame
     frame, names = _encode_labels(frame, label_names, label_map)
+    drops += _drop_counts(before.loc[before.index.difference(frame.index)], "label mapped to None")
+    meta: dict[str, Any] = {"files": {k: str(v) for k, v in files.items()}}
+    if drops:
+        meta["dropped_rows"] = drops
+        by_reason: dict[str, dict[str, int]] = {}
+        for d in drops:
+            by_reason.setdefault(d["reason"], {}).setdefault(d["split"], 0)
+            by_reason[d["reason"]][d["split"]] += d["n"]
+        print(f"{name}: dropped " + "; ".join(
+            f"{sum(v.values())} row{'s' if sum(v.values()) != 1 else ''} with {reason} ("
+            + ", ".join(f"{s}: {k}" for s, k in v.items()) + ")" for reason, v in by_reason.items()) + ".")
     if frame.empty:
         raise TaskError(f"Task {name!r} has no usable rows after dropping empty texts and unmapped labels.")
+    for s in splits:
+        if not (frame["split"] == s).any():
+            lost = sum(d["n"] for d in drops if d["split"] == s)
+            raise TaskError(
+                f"Split {s!r} of task {name!r} is empty: all its {lost} rows were dropped (empty text in column "
+                f"{text_column!r}, or a label mapped to None). Check text_column= and the file, or leave that split out."
+            )
+    if eval_fraction and not ({"dev", "test"} & set(frame["split"])) and (frame["split"] == "train").any():
+        _check_classes(frame, names, allow_single_class)
+        frame, carved = _carve_eval_split(frame, names, eval_fraction, split_seed, name, allow_single_class)
+        meta["carved_eval_split"] = carved
     _check_classes(frame, names, allow_single_class)
     specs = {s: {"split": s} for s in ("dev", "test") if (frame["split"] == s).any()}
-    return Task(name=name, frame=frame.reset_index(drop=True), label_names=names, eval_set_specs=specs,
-                meta={"files": {k: str(v) for k, v in files.items()}})
+    return Task(name=name, frame=frame.reset_index(drop=True), label_names=names, eval_set_specs=specs, meta=meta)
+
+
+def _drop_counts(rows: pd.DataFrame, reason: str) -> list[dict[str, Any]]:
+    if rows.empty:
+        return []
+    counts = rows.groupby(["split", "domain", "lang"], sort=False).size()
+    return [{"split": str(s), "domain": str(d), "lang": str(lg), "reason": reason, "n": int(n)}
+            for (s, d, lg), n in counts.items()]
+
+
+def _carve_eval_split(frame: pd.DataFrame, names: list[str], fraction: float, seed: int, name: str,
+                      allow_single_class: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Hold out ``fraction`` of the rows as dev and as much again as test, per label (seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(int(seed))
+    split = frame["split"].copy()
+    for _, idx in frame.groupby("label", sort=True).groups.items():
+        idx = list(idx)
+        k = int(round(fraction * len(idx)))
+        if k == 0 and len(idx) >= 3:
+            k = 1
+        order = rng.permutation(len(idx))
+        split.loc[[idx[i] for i in order[:k]]] = "dev"
+        split.loc[[idx[i] for i in order[k:2 * k]]] = "test"
+    frame = frame.assign(split=split)
+    counts = {s: int((split == s).sum()) for s in ("train", "dev", "test")}
+    classes = {s: frame.loc[split == s, "label"].nunique() for s in ("train", "dev", "test")}
+    need = 1 if allow_single_class else min(2, len(names))
+    if any(n == 0 for n in counts.values()) or any(c < need for c in classes.values()):
+        per_label = frame["label"].map(dict(enumerate(names))).value_counts().to_dict()
+        raise TaskError(
+            f"Task {name!r} has no dev or test rows, and too few rows per label ({per_label}) to hold out a "
+            f"stratified dev and test split ({fraction:.0%} each). Give a 'split' column (train/dev/test) or a "
+            "{split: path} dict such as {'train': 'train.csv', 'test': 'test.csv'}, or pass eval_fraction=0 to "
+            "keep every row for training (the task then has no eval sets)."
+        )
+    print(f"{name}: no dev or test rows, so {counts['dev']} rows were held out as dev and {counts['test']} as test "
+          f"({fraction:.0%} each, stratified by label, split_seed={int(seed)}); {counts['train']} remain for "
+          "training. Give a 'split' column or a {split: path} dict to choose them yourself.")
+    return frame, {"fraction": fraction, "seed": int(seed), **counts}
+
+
+def _label_key(value: Any) -> str:
+    """How a raw label is compared with label_map keys and label_names: text, stripped; 1.0 reads as 1."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
 def _encode_labels(
     frame: pd.DataFrame, label_names: Sequence[str] | None, label_map: Mapping[Any, Any] | None
 ) -> tuple[pd.DataFrame, list[str]]:
-    raw = frame["raw_label"]
+    raw = frame["raw_label"].map(_strip)
+    missing = raw.isna() | raw.map(lambda v: isinstance(v, str) and v == "")
+    if missing.any():
+        ids = frame.loc[missing, "id"].head(3).tolist()
+        raise TaskError(f"{int(missing.sum())} rows have no label (ids {ids}); fill them or drop them.")
     if label_map is not None:
-        lookup = {str(k): v for k, v in label_map.items()}
-        unknown = sorted({str(v) for v in raw.dropna()} - set(lookup))
+        lookup = {_label_key(k): _strip(v) for k, v in label_map.items()}
+        unknown = sorted({_label_key(v) for v in raw} - set(lookup))
         if unknown:
             raise TaskError(f"label_map has no entry for labels {unknown[:10]}; add them (map to None to drop those rows).")
-        raw = raw.map(lambda v: lookup[str(v)])
+        raw = raw.map(lambda v: lookup[_label_key(v)])
         frame = frame[raw.notna()].copy()
         raw = raw[raw.notna()]
-    if raw.isna().any():
-        raise TaskError(f"{int(raw.isna().sum())} rows have no label; fill them or drop them.")
+    if raw.map(lambda v: isinstance(v, bool)).all() and len(raw):
+        raw = raw.astype(int)
     as_num = pd.to_numeric(raw, errors="coerce")
-    numeric = bool(as_num.notna().all()) and bool((as_num == as_num.round()).all())
-    if label_names is None:
+    all_numbers = bool(as_num.notna().all()) and bool(raw.map(lambda v: not isinstance(v, bool)).all())
+    numeric = all_numbers and bool((as_num == as_num.round()).all())
+    names = None if label_names is None else [str(n) for n in label_names]
+    if all_numbers and not numeric and not (names and {str(v) for v in raw} <= set(names)):
+        fractional = sorted({float(v) for v in as_num if v != round(v)})
+        raise TaskError(
+            f"Labels {fractional[:5]} are numbers with a fractional part: a class label must be a whole number "
+            "0..K-1 or a name. If they are classes, pass label_map={value: name, ...} and label_names=[...]; "
+            "a score to regress on needs a regression head, which tutorfinetune does not have."
+        )
+    if names is None:
         if numeric:
-            label_names = [str(i) for i in range(int(as_num.max()) + 1)] if len(as_num) else []
+            distinct = sorted(set(as_num.astype(int).tolist()))
+            if len(distinct) >= 2 and distinct != list(range(len(distinct))):
+                as_names = [str(v) for v in distinct]
+                order = ", ".join(f"{v} -> {i}" for i, v in enumerate(distinct[:6])) + (", ..." if len(distinct) > 6 else "")
+                raise TaskError(
+                    f"Integer labels {distinct[:10]} are not the class indices 0..{len(distinct) - 1}: read as indices "
+                    "they would add classes that never occur (and macro-F1 could never reach 1). Pass "
+                    f"label_names={as_names[:10]!r} to use these values as the classes ({order}), or "
+                    "label_map={value: name, ...} with label_names=[names in index order]."
+                )
+            names = [str(i) for i in range(int(as_num.max()) + 1)] if len(as_num) else []
         else:
-            label_names = sorted({str(v) for v in raw})
-    names = [str(n) for n in label_names]
-    if numeric and not set(map(str, raw)) <= set(names):
+            values = sorted({str(v) for v in raw})
+            variants: dict[str, list[str]] = {}
+            for v in values:
+                variants.setdefault(v.casefold(), []).append(v)
+            clash = [g for g in variants.values() if len(g) > 1]
+            if clash:
+                merge = ", ".join(f"{v!r}: {g[-1]!r}" for g in clash for v in g[:-1])
+                raise TaskError(
+                    f"Labels {clash[:5]} differ only in case, so they would become separate classes. Make them "
+                    f"consistent in the file, or merge them with label_map={{{merge}, ...}} (every label needs an "
+                    "entry), or pass label_names=[...] if they really are different classes."
+                )
+            names = values
+    if numeric and not {str(v) for v in raw} <= set(names):
         ids = as_num.astype(int)
         bad = sorted(set(ids[(ids < 0) | (ids >= len(names))].tolist()))
         if bad:
+            hint = ""
+            if ids.min() >= 1 and ids.max() == len(names):
+                hint = (" They look one-based: pass label_map={"
+                        + ", ".join(f"{i + 1}: {n!r}" for i, n in enumerate(names[:6])) + "}.")
             raise TaskError(
                 f"Labels {bad[:10]} are outside the label set {names} (indices 0..{len(names) - 1}); "
-                "fix the data or pass label_names=/label_map=."
+                f"fix the data or pass label_names=/label_map=.{hint}"
             )
         frame["label"] = ids.values
     else:
         index = {n: i for i, n in enumerate(names)}
         bad = sorted({str(v) for v in raw} - set(index))
         if bad:
+            folded = {n.casefold(): n for n in names}
+            near = [f"{b!r} (the label set has {folded[b.casefold()]!r})" for b in bad if b.casefold() in folded]
             raise TaskError(
                 f"Labels {bad[:10]} are outside the label set {names}; fix the data, or pass "
                 "label_names=[...] that include them, or label_map={raw: name} to rename or drop them."
+                + (f" Case differs for {', '.join(near[:5])}." if near else "")
             )
         frame["label"] = [index[str(v)] for v in raw]
     return frame.drop(columns=["raw_label"]), names
@@ -500,12 +785,15 @@ def _check_classes(frame: pd.DataFrame, names: list[str], allow_single_class: bo
 # --------------------------------------------------------------------------------------------
 # Hugging Face hub (optional; needs `pip install tutorfinetune[hub]` and a network)
 # --------------------------------------------------------------------------------------------
-def _from_hub(dataset_id: str, *, hf_config: str | None, **kw) -> Task:
+def _from_hub(dataset_id: str, *, hf_config: str | None, missing_path: Path | None = None, **kw) -> Task:
+    # A name like "data/mytask" that is no local file: say that first, then what the hub said.
+    first = (_no_such_path(missing_path).removesuffix(" Check the path (it is relative to the current folder).")
+             + f" Read as a Hugging Face dataset id (write 'hf:{dataset_id}' to mean that): ") if missing_path else ""
     try:
         import datasets  # noqa: F401
     except ImportError:
         raise TaskError(
-            f"{dataset_id!r} looks like a Hugging Face dataset id, but `datasets` is not installed: "
+            first + f"{dataset_id!r} looks like a Hugging Face dataset id, but `datasets` is not installed: "
             "pip install 'tutorfinetune[hub]'. Offline, use the bundled task 'reviews' or a local file."
         ) from None
     from datasets import load_dataset
@@ -514,7 +802,7 @@ def _from_hub(dataset_id: str, *, hf_config: str | None, **kw) -> Task:
         ds = load_dataset(dataset_id, hf_config)
     except Exception as e:  # network and hub errors come in many types
         raise TaskError(
-            f"Could not load Hugging Face dataset {dataset_id!r} ({type(e).__name__}: {e}). It needs the hub "
+            first + f"Could not load Hugging Face dataset {dataset_id!r} ({type(e).__name__}: {e}). It needs the hub "
             "(network). Offline, use the bundled task 'reviews' or a local CSV/TSV/JSONL file."
         ) from None
     frames = []
