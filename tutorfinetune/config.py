@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import json
 import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +25,36 @@ __all__ = ["TrainConfig", "ConfigError", "as_list", "coerce"]
 
 class ConfigError(ValueError):
     """A setting has a wrong type or value; the message says which and how to fix it."""
+
+
+class UnknownFieldError(ConfigError, TypeError):
+    """A keyword that is no TrainConfig field (a TypeError too, as Python raises for unknown keywords)."""
+
+
+# Names other libraries use for TrainConfig's fields (Hugging Face TrainingArguments and friends).
+FIELD_ALIASES = {
+    "learning_rate": "lr", "epochs": "num_epochs", "num_train_epochs": "num_epochs", "n_epochs": "num_epochs",
+    "steps": "max_steps", "train_steps": "max_steps", "train_batch_size": "batch_size",
+    "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
+    "max_seq_length": "max_length", "max_len": "max_length", "warmup_ratio": "warmup",
+    "lr_scheduler_type": "scheduler", "max_grad_norm": "grad_clip", "random_seed": "seed",
+    "eval_steps": "eval_every", "save_steps": "checkpoint_every",
+}
+
+
+def _unknown_fields_message(unknown, names) -> str:
+    said = []
+    for k in unknown:
+        guess = FIELD_ALIASES.get(str(k)) or next(iter(difflib.get_close_matches(str(k), names, n=1)), None)
+        said.append(f"{k!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+    return f"Unknown TrainConfig field{'s' if len(unknown) > 1 else ''}: {', '.join(said)}. Known fields: {names}."
+
+
+def _is_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    dtype = getattr(value, "dtype", None)  # numpy.bool_ (and 0-d boolean arrays or tensors)
+    return getattr(dtype, "kind", "") == "b" and getattr(value, "ndim", 1) == 0
 
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -77,19 +109,19 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
             value = [value]
         return tuple(coerce(f"{name}[{i}]", v, item_t) for i, v in enumerate(value))
     if typ is bool:
-        if isinstance(value, bool):
-            return value
+        if _is_bool(value):
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
+        if isinstance(value, numbers.Integral) and value in (0, 1):
             return bool(value)
         raise ConfigError(f"{name} must be true or false, got {value!r}.")
     if typ is int:
-        if isinstance(value, bool):
+        if _is_bool(value):
             raise ConfigError(f"{name} must be an integer, got the boolean {value!r}.")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Integral):  # numpy integers too
+            return int(value)
+        if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
             return int(value)
         if isinstance(value, str):
             try:
@@ -100,9 +132,9 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
                 return int(f)
         raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     if typ is float:
-        if isinstance(value, bool):
+        if _is_bool(value):
             raise ConfigError(f"{name} must be a number, got the boolean {value!r}.")
-        if isinstance(value, (int, float)):
+        if isinstance(value, numbers.Real):  # numpy floats and integers too
             out = float(value)
         elif isinstance(value, str):
             try:
@@ -246,14 +278,25 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in data if k not in names]
         if unknown:
-            hints = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
-            raise ConfigError(f"Unknown TrainConfig fields: {said}. Known fields: {names}.")
+            raise UnknownFieldError(_unknown_fields_message(unknown, names))
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> "TrainConfig":
+        """A config from its JSON text (:meth:`to_json`); bad JSON raises :class:`ConfigError` naming the place."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ConfigError(f"TrainConfig.from_json needs JSON text, got {type(text).__name__}; "
+                              "for a dict use TrainConfig.from_dict.")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"TrainConfig.from_json: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                              'expected an object such as {"lr": 5e-05, "batch_size": 16}.') from None
+        except (UnicodeDecodeError, RecursionError) as e:
+            raise ConfigError(f"TrainConfig.from_json: not readable JSON text ({type(e).__name__}).") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"TrainConfig.from_json needs a JSON object of fields, got a JSON {type(data).__name__}.")
+        return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return self.from_dict({**self.to_dict(), **changes})
@@ -270,3 +313,21 @@ class TrainConfig:
         if self.max_steps:
             return int(self.max_steps)
         return max(1, math.ceil(self.num_epochs * self.steps_per_epoch(n_train)))
+
+
+def _checked_init(init):
+    """Wrap a dataclass ``__init__``: an unknown keyword raises :class:`UnknownFieldError` naming the
+    field it probably meant (``learning_rate`` -> ``lr``) instead of a bare TypeError."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields = type(self).__dataclass_fields__
+        unknown = [k for k in kwargs if k not in fields]
+        if unknown:
+            raise UnknownFieldError(_unknown_fields_message(unknown, list(fields)))
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+TrainConfig.__init__ = _checked_init(TrainConfig.__init__)  # type: ignore[method-assign]
