@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import results
 from .stats import aggregate, fisher_curves
 
 __all__ = ["plot_comparison", "plot_learning_curves", "plot_bottleneck", "plot_trainability", "plot_fisher_curves", "plot_unfreeze_orders", "plot_vs_param", "plot_masks", "plot_sites", "plot_distributions"]
@@ -21,7 +22,7 @@ def plot_comparison(df: pd.DataFrame, x: str = "eval_set", hue: str = "method", 
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    agg = aggregate(df, by=(x, hue), metric=metric)
+    agg = results.label_extra_keys(aggregate(df, by=(x, hue), metric=metric), hue, x)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 1.2 * agg[x].nunique() * max(1, agg[hue].nunique()) / 1.5), 4))
     xs = list(order) if order is not None else list(dict.fromkeys(agg[x]))
@@ -192,7 +193,7 @@ def plot_vs_param(df: pd.DataFrame, x: str, hue: str = "eval_set", metric: str =
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    agg = aggregate(df, by=(hue, x), metric=metric).sort_values(x)
+    agg = results.label_extra_keys(aggregate(df, by=(hue, x), metric=metric), hue, x).sort_values(x)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     hues = list(dict.fromkeys(agg[hue]))
@@ -202,7 +203,7 @@ def plot_vs_param(df: pd.DataFrame, x: str, hue: str = "eval_set", metric: str =
         sub = agg[agg[hue] == h]
         ax.errorbar(sub[x], sub["mean"], yerr=sub["ci95"].fillna(0), marker="o", capsize=3, color=colors[h], label=str(h))
     for i, (name, rows) in enumerate((baselines or {}).items()):
-        b = aggregate(rows, by=(hue,), metric=metric)
+        b = results.label_extra_keys(aggregate(rows, by=(hue,), metric=metric), hue, hue)
         for r in b.itertuples():
             if r[1] not in colors:
                 continue
@@ -303,7 +304,7 @@ def plot_distributions(df: pd.DataFrame, x: str, metric: str = "accuracy", value
     else:
         sns.stripplot(data=d.assign(**{hue: d[hue].astype(str)}), x=x, y="_v", hue=hue, order=order, size=5,
                       alpha=0.9, ax=ax, jitter=0.15, palette="deep")
-    agg = aggregate(d, by=(x,), value="_v", metric=None).set_index(x).reindex(order)
+    agg = aggregate(d, by=(x,), value="_v", metric=None, per_configuration=False).set_index(x).reindex(order)
     ax.errorbar(np.arange(len(order)) + 0.3, agg["mean"], yerr=agg["ci95"].fillna(0), fmt="D", color="black",
                 capsize=4, label="mean, 95% CI")
     if chance is not None:

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .. import results
+
 __all__ = ["t_critical", "aggregate", "format_ci", "ci_table", "histories", "cell", "compare_sentence", "paired_difference", "paired_table", "fisher_curves", "unfreeze_orders", "held_out_mean", "verdict", "spread_table", "paired_spread", "t_quantile", "paired_p_value", "minimal_detectable_effect", "holm", "claim_verdict"]
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (standard table values).
@@ -30,17 +32,24 @@ def t_critical(df: int) -> float:
 
 
 def aggregate(df: pd.DataFrame, by: Sequence[str] = ("method", "eval_set"), value: str = "value",
-              metric: str | None = "accuracy") -> pd.DataFrame:
+              metric: str | None = "accuracy", per_configuration: bool = True) -> pd.DataFrame:
     """Mean over seeds with a 95% CI: columns ``by`` + n, mean, std, ci95 (half-width), lo, hi.
+
+    Groups are keyed by the full configuration except the seed, and a seed run twice counts once (the
+    newest finished run): when a group of ``by`` holds runs of several configurations, the columns
+    that tell them apart (lr, ..., else ``config_id``) join the keys (:func:`tutorfinetune.results.dedup_seeds`).
 
     Args:
         df: a tidy frame from :func:`tutorfinetune.results.load`.
         by: grouping columns (each group's rows are the seeds).
         value: the column to aggregate.
         metric: keep rows of this metric only (None keeps all; then add "metric" to ``by``).
+        per_configuration: False pools every configuration of a group (a mean over hyperparameter
+            trials, as :func:`.figures.plot_distributions` draws); a repeated seed still counts once.
     """
     if metric is not None and "metric" in df.columns:
         df = df[df["metric"] == metric]
+    df, by = results.dedup_seeds(df, by, split=per_configuration)
     if df.empty:
         return pd.DataFrame(columns=[*by, "n", "mean", "std", "ci95", "lo", "hi"])
     g = df.groupby(list(by), sort=False, dropna=False)[value]
@@ -63,7 +72,7 @@ def format_ci(mean: float, ci: float, scale: float = 100.0, digits: int = 1) -> 
 def ci_table(df: pd.DataFrame, rows: str = "method", cols: str = "eval_set", metric: str = "accuracy",
              scale: float = 100.0) -> pd.DataFrame:
     """A wide table of ``mean ± ci95`` strings (in percent by default) for display."""
-    agg = aggregate(df, by=(rows, cols), metric=metric)
+    agg = results.label_extra_keys(aggregate(df, by=(rows, cols), metric=metric), rows, cols)
     agg["cell"] = [format_ci(m, c, scale) + f" (n={n})" for m, c, n in zip(agg["mean"], agg["ci95"], agg["n"])]
     order = list(dict.fromkeys(agg[cols]))
     return agg.pivot(index=rows, columns=cols, values="cell")[order]
