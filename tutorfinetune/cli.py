@@ -12,6 +12,10 @@ embedded default backbone and the bundled data, writes the executed notebooks to
 from each notebook's measured summary) that it also prints. Finished runs already in ``<out>/runs``
 are reused, so an interrupted study continues where it stopped. ``sweep`` is resumable the same way
 (see :mod:`tutorfinetune.studies.notebooks`). Every command prints its own ``--help``.
+
+A user error (an unknown method or task, a bad value, a corrupted manifest, a missing folder) prints
+``error: <what to fix>`` alone and exits with code 2; ``--debug`` shows the Python traceback
+instead. Errors that are not the user's (bugs) keep their traceback.
 """
 
 from __future__ import annotations
@@ -21,9 +25,29 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "run_study", "discover_notebooks"]
+from . import analysis, results
+from .config import TrainConfig, as_list
+from .data import load_task
+from .notebook import _has_tabulate, load_summaries, summary_markdown
+from .studies.notebooks import SweepError, notebook_sweep, parse_grid_option, parse_value
+from .studies.runs import sweep
+
+__all__ = ["main", "build_parser", "run_study", "discover_notebooks", "CliError"]
+
+
+class CliError(ValueError):
+    """A command-line option that cannot work; the message says what to type instead."""
+
+
+def _is_user_error(e: BaseException) -> bool:
+    """Errors the package raises for bad input (TaskError, ConfigError, MethodError, ...: every
+    exception class defined in tutorfinetune), and missing or unreadable paths."""
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        return True
+    return any(c.__module__.split(".")[0] == "tutorfinetune" for c in type(e).__mro__)
 
 
 def discover_notebooks(folder: Path, only: str | None = None) -> list[Path]:
@@ -41,8 +65,6 @@ def _default_notebooks() -> Path:
 def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, backbone: str | None = None,
               timeout: int | None = None) -> int:
     import papermill as pm
-
-    from .notebook import summary_markdown
 
     nbs = discover_notebooks(notebooks, only)
     if not nbs:
@@ -82,8 +104,6 @@ def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, ba
 
 def _parse_method(text: str):
     """``graddrop:p=0.3,variant=element`` -> ("graddrop", {"p": 0.3, "variant": "element"}); ``full`` -> "full"."""
-    from .studies.notebooks import parse_value
-
     name, _, rest = text.partition(":")
     if not rest:
         return name.strip()
@@ -91,29 +111,31 @@ def _parse_method(text: str):
     for part in rest.split(","):
         k, sep, v = part.partition("=")
         if not sep:
-            raise SystemExit(f"Cannot read method option {part!r} in {text!r}: write id:key=value,key=value.")
+            raise CliError(f"Cannot read method option {part!r} in {text!r}: write id:key=value,key=value.")
         cfg[k.strip()] = parse_value(v)
     return (name.strip(), cfg)
 
 
 def _cmd_train(args) -> int:
-    from . import analysis, results
-    from .config import TrainConfig, as_list
-    from .data import load_task
-    from .studies.runs import sweep
-
-    task = load_task(args.task)
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps must be at least 1 (got {args.steps}): it is the number of optimiser steps. "
+                       "Leave it out to train for --epochs.")
+    if args.epochs is not None and not args.epochs > 0:
+        raise CliError(f"--epochs must be > 0 (got {args.epochs}); fractions such as 0.5 work.")
+    seeds = as_list(args.seeds, int, "--seeds")
+    if not seeds:
+        raise CliError(f"--seeds {args.seeds!r} holds no seed: give at least one, e.g. --seeds 0 or --seeds 0,1,2.")
+    methods = [_parse_method(m) for m in (args.method or ["full"])]
     fields = {"lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
               "max_train_examples": args.max_train_examples, "max_eval_examples": args.max_eval_examples}
-    if args.steps:
+    if args.steps is not None:
         fields["max_steps"] = args.steps
-    if args.epochs:
+    if args.epochs is not None:
         fields["num_epochs"] = args.epochs
     if args.eval_sets:
         fields["eval_sets"] = args.eval_sets
     cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
-    methods = [_parse_method(m) for m in (args.method or ["full"])]
-    seeds = as_list(args.seeds, int, "seeds")
+    task = load_task(args.task)
     df = sweep(args.backbone, task, cfg, seeds=seeds, methods=methods, store=args.store, study=args.study,
                verbose=args.verbose)
     print(analysis.ci_table(df).to_string())
@@ -124,8 +146,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_results(args) -> int:
-    from . import analysis, results
-
     df = results.load(args.store)
     if args.study:
         df = df[df["study"].isin(args.study.split(","))]
@@ -136,8 +156,10 @@ def _cmd_results(args) -> int:
     by = [c.strip() for c in args.by.split(",") if c.strip()]
     missing = [c for c in by if c not in df.columns]
     if missing:
-        print(f"Unknown column(s) {missing} for --by; columns: {sorted(df.columns)}", file=sys.stderr)
-        return 2
+        raise CliError(f"Unknown column(s) {missing} for --by; columns: {sorted(map(str, df.columns))}")
+    metrics = sorted(str(m) for m in df["metric"].dropna().unique())
+    if args.metric not in metrics:
+        raise CliError(f"Unknown metric {args.metric!r} for --metric; the runs in {args.store} have {metrics}.")
     agg = analysis.aggregate(df, by=by, metric=args.metric)
     if args.csv:
         agg.to_csv(args.csv, index=False)
@@ -147,11 +169,10 @@ def _cmd_results(args) -> int:
         return 0
     if len(by) >= 2:
         table = analysis.ci_table(df, rows=by[0], cols=by[1], metric=args.metric)
-    else:
+    else:  # by, and any key aggregate added so that no group mixes configurations (lr, config_id, ...)
+        keys = [c for c in agg.columns if c not in ("n", "mean", "std", "ci95", "lo", "hi")]
         table = agg.assign(cell=[analysis.format_ci(m, c) + f" (n={n})" for m, c, n in
-                                 zip(agg["mean"], agg["ci95"], agg["n"])]).set_index(by)[["cell"]]
-    from .notebook import _has_tabulate
-
+                                 zip(agg["mean"], agg["ci95"], agg["n"])]).set_index(keys)[["cell"]]
     if args.format == "markdown" and not _has_tabulate():
         print("(pip install tabulate for --format markdown; plain table below)", file=sys.stderr)
     print(table.to_markdown() if args.format == "markdown" and _has_tabulate() else table.to_string())
@@ -159,33 +180,72 @@ def _cmd_results(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .studies.notebooks import SweepError, notebook_sweep, parse_grid_option, parse_value
-
-    try:
-        grid = dict(parse_grid_option(g) for g in args.grid)
-        if args.grid_file:
-            text = Path(args.grid_file).read_text()
-            import yaml
-
-            grid.update(yaml.safe_load(text) or {})
-        params = {}
-        for p in args.param or []:
-            k, sep, v = p.partition("=")
-            if not sep:
-                raise SweepError(f"Cannot read parameter {p!r}: write NAME=VALUE.")
-            params[k.strip()] = parse_value(v)
-        df = notebook_sweep(args.notebook, grid, out=args.out, params=params, store=args.store, mode=args.mode,
-                            resume=not args.no_resume, timeout=args.timeout)
-    except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    grid = dict(parse_grid_option(g) for g in args.grid)
+    if args.grid_file:
+        grid.update(_read_grid_file(Path(args.grid_file)))
+    params = {}
+    for p in args.param or []:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise SweepError(f"Cannot read parameter {p!r}: write NAME=VALUE.")
+        params[k.strip()] = parse_value(v)
+    df = notebook_sweep(args.notebook, grid, out=args.out, params=params, store=args.store, mode=args.mode,
+                        resume=not args.no_resume, timeout=args.timeout)
     print(df.drop(columns=["output"]).to_string(index=False))
     return 0 if (df["status"] != "failed").all() else 1
+
+
+def _read_grid_file(path: Path) -> dict:
+    """A grid from a YAML or JSON file mapping names to lists of values; CliError says what is wrong."""
+    if not path.is_file():
+        raise CliError(f"No grid file {path}" + (" (it is a folder)." if path.is_dir() else "."))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"Grid file {path} is not UTF-8 text.") from None
+    example = "one NAME: [v1, v2] line per parameter (YAML), or a JSON object {\"NAME\": [v1, v2]}"
+    if path.suffix.lower() == ".json":
+        try:
+            grid = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as e:
+            raise CliError(f"Cannot read grid file {path}: {e.msg} at line {e.lineno}, column {e.colno}. "
+                           f"Write {example}.") from None
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise CliError(f"Reading {path} needs PyYAML (pip install pyyaml); or write the grid as a .json "
+                           "file.") from None
+        try:
+            grid = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or type(e).__name__
+            raise CliError(f"Cannot read grid file {path}: {problem}{where}. Write {example}.") from None
+    if not isinstance(grid, dict) or not grid:
+        got = "nothing" if grid is None else f"a {type(grid).__name__}"
+        raise CliError(f"Grid file {path} holds {got}, not a mapping of names to lists of values. Write {example}.")
+    return grid
+
+
+def _cmd_summary(args) -> int:
+    store = args.out / "runs"
+    if not args.out.is_dir():
+        raise CliError(f"No study output at {args.out}: the folder does not exist. Pass the --out folder that "
+                       "'tutorfinetune notebooks' wrote to (default: outputs).")
+    if not load_summaries(store):
+        print(f"No notebook summaries in {store / 'summaries'}: run 'tutorfinetune notebooks --out {args.out}' "
+              "first (each notebook writes its summary at the end).", file=sys.stderr)
+        return 1
+    print(summary_markdown(store))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tutorfinetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="command")
     for name, hlp in (("notebooks", "execute every notebook with papermill (the whole study)"),
                       ("study", "the same as 'notebooks'")):
@@ -239,11 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--csv", default=None, help="also write the aggregated rows to this CSV file")
     sm = sub.add_parser("summary", help="print the summary of a finished study")
     sm.add_argument("--out", type=Path, default=Path("outputs"))
+    for p in sub.choices.values():  # --debug after the command works too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the Python traceback of an error")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args) -> int:
     if args.cmd in ("study", "notebooks"):
         return run_study(args.mode, args.out, args.notebooks or _default_notebooks(), args.only, args.backbone,
                          args.timeout)
@@ -253,7 +315,24 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_train(args)
     if args.cmd == "results":
         return _cmd_results(args)
-    from .notebook import summary_markdown
+    return _cmd_summary(args)
 
-    print(summary_markdown(args.out / "runs"))
-    return 0
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (2 for a user error, printed as ``error: ...`` alone)."""
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            return _run(args)
+        except Exception as e:
+            if debug or not _is_user_error(e):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 2
