@@ -4,6 +4,7 @@ versions recorded with every run (DESIGN.md, layer "config · env").
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 from typing import Any
 
@@ -65,4 +66,8 @@ def versions() -> dict[str, str]:
             out[mod] = __import__(mod).__version__
         except Exception:  # optional or broken package: record that it is missing
             out[mod] = "missing"
+    try:  # read from the installed metadata: importing peft takes seconds, and only LoRA runs need it
+        out["peft"] = importlib.metadata.version("peft")
+    except importlib.metadata.PackageNotFoundError:
+        out["peft"] = "missing"
     return out

@@ -36,7 +36,8 @@ class FisherError(ValueError):
     """Bad Fisher settings or a model whose units cannot be found."""
 
 
-_ADAPTER_CONTAINERS = ("adapters", "loras", "refs", "prefix_tunings", "shared_parameters")
+#: module containers keyed by adapter name: AdapterHub's (``loras`` is its LoRA), then PEFT's LoRA matrices
+_ADAPTER_CONTAINERS = ("adapters", "loras", "refs", "prefix_tunings", "shared_parameters", "lora_A", "lora_B")
 
 
 def find_units(model: nn.Module, blocks, units: str = "auto", adapter_name: str = "task",
@@ -46,7 +47,8 @@ def find_units(model: nn.Module, blocks, units: str = "auto", adapter_name: str 
     Args:
         model: the classifier (after methods such as ``"adapter"`` have added their modules).
         blocks: its :class:`~tutorfinetune.BlockMap`.
-        units: ``"adapters"`` (the task adapter inside each block: ``adapter0`` ..), ``"blocks"``
+        units: ``"adapters"`` (the task adapter inside each block: ``adapter0`` ..; with PEFT's LoRA,
+            the ``lora_A``/``lora_B`` matrices inside each block), ``"blocks"``
             (``embeddings``, ``block0`` ..: full fine-tuning), or ``"auto"`` (adapters when the model
             holds an adapter named ``adapter_name``, else blocks).
         adapter_name: the task adapter's name.
@@ -66,6 +68,8 @@ def find_units(model: nn.Module, blocks, units: str = "auto", adapter_name: str 
     if units not in ("auto", "adapters", "blocks"):
         raise FisherError(f"units must be 'auto', 'adapters' or 'blocks', got {units!r}.")
     names = list(getattr(getattr(model, "adapters_config", None), "adapters", {}) or [])
+    peft = getattr(model, "peft_config", None)  # PEFT adapters injected in place (the "lora" plug-in)
+    names += list(peft) if isinstance(peft, dict) else []
     if units == "auto":
         units = "adapters" if adapter_name in names else "blocks"
     out: dict[str, list[nn.Parameter]] = {}
@@ -78,7 +82,7 @@ def find_units(model: nn.Module, blocks, units: str = "auto", adapter_name: str 
     if adapter_name not in names:
         raise FisherError(
             f"units='adapters' but the model has no adapter named {adapter_name!r} (it has {names or 'none'}). "
-            "Put the 'adapter' method before the schedule, or pass adapter_name=..."
+            "Put the 'adapter' (or 'lora') method before the schedule, or pass adapter_name=..."
         )
     for j, blk in enumerate(blocks.blocks):
         params = []

@@ -9,6 +9,7 @@ from .dropout import GaussianDropout, GuidedDropout, StandardDropout
 from .freezing import FreezeEmbeddings, FullFineTuning, LinearProbe
 from .graddrop import GradDrop
 from .intermediate import FromIntermediate, Intermediate, STILTsError
+from .lora import LoRA, LoRAConfig, LoRAError, load_lora, merge_lora, save_lora
 from .sparse_update import SparseUpdate
 from .unfreezing import SCHEDULES, FisherTracker, ScheduledUnfreezing, ScheduleWarning
 
@@ -39,4 +40,10 @@ __all__ = [
     "FromIntermediate",
     "Intermediate",
     "STILTsError",
+    "LoRA",
+    "LoRAConfig",
+    "LoRAError",
+    "save_lora",
+    "load_lora",
+    "merge_lora",
 ]
