@@ -282,6 +282,28 @@ def test_dense_phase_reused_across_k_and_random_baseline(tiny, toy_task, cfg):
         sft.lt_sft(tiny(), toy_task, cfg, selection="lotery", store=None)
 
 
+def test_random_per_tensor_baseline_matches_the_lottery_counts_per_tensor(tiny, toy_task, cfg):
+    bb = tiny()
+    lottery = sft.lt_sft(bb, toy_task, cfg, k=0.02, store=None)
+    lot_mask = diffs.select_mask(lottery.dense.deltas, lottery.k)
+    per = diffs.random_mask_like(lot_mask, seed=cfg.seed)
+    assert {n: int(m.sum()) for n, m in per.items()} == {n: int(m.sum()) for n, m in lot_mask.items()}
+    # other positions: the overlap with the lottery ticket is what chance gives (sum of c^2 / size per tensor)
+    shared = sum(int((per[n] & lot_mask[n]).sum()) for n in per)
+    chance = sum(int(m.sum()) ** 2 / m.numel() for m in lot_mask.values())
+    assert shared < lottery.k and abs(shared - chance) < 0.05 * lottery.k
+    assert all(torch.equal(per[n], m) for n, m in diffs.random_mask_like(lot_mask, seed=cfg.seed).items())  # seeded
+    # the recipe: the same dense phase, the lottery's counts per tensor, random positions
+    rnd = sft.lt_sft(tiny(), toy_task, cfg, k=0.02, selection="random-per-tensor", dense=lottery.dense, store=None)
+    assert rnd.result.method == "random-sft-per-tensor"
+    by_tensor = rnd.diff.frame().set_index("tensor")["changed"]
+    lot_counts = {n: int(m.sum()) for n, m in lot_mask.items()}
+    assert all(int(by_tensor.get(n, 0)) <= c for n, c in lot_counts.items())  # entries may stay put, never more
+    uniform = diffs.random_mask({n: m.shape for n, m in lot_mask.items()}, lottery.k, seed=0)
+    emb = [n for n in lot_mask if "embeddings" in n]
+    assert sum(int(uniform[n].sum()) for n in emb) != sum(lot_counts[n] for n in emb)
+
+
 def test_n_iterations_grows_the_mask(tiny, toy_task, cfg):
     bb = tiny()
     res = sft.lt_sft(bb, toy_task, cfg, k=200, n_iterations=2, store=None)

@@ -39,7 +39,7 @@ from torch import nn
 from .backbones import model_id
 from .config import ConfigError, coerce
 
-__all__ = ["SparseError", "SparseDiff", "maskable_names", "resolve_k", "select_mask", "random_mask", "base_id",
+__all__ = ["SparseError", "SparseDiff", "maskable_names", "resolve_k", "select_mask", "random_mask", "random_mask_like", "base_id",
            "head_names", "compose", "FORMAT"]
 
 
@@ -151,6 +151,24 @@ def random_mask(shapes: Mapping[str, Sequence[int] | torch.Size], k: Any, seed: 
     chosen = torch.zeros(sum(sizes), dtype=torch.bool)
     chosen[idx] = True
     return {n: c.view(tuple(shapes[n])) for n, c in zip(names, torch.split(chosen, sizes))}
+
+
+def random_mask_like(mask: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random entries with the same number per tensor as ``mask`` (the per-tensor baseline of LT-SFT).
+
+    :func:`random_mask` spreads K uniformly over all entries, so most of it lands in the embedding
+    matrix, whose rows rarely get a gradient; this baseline keeps the lottery-ticket mask's allocation
+    over tensors and randomises only *which* entries inside each tensor, so "lottery ticket beats
+    random" compares selection, not allocation."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for n, m in mask.items():
+        count = int(m.sum())
+        chosen = torch.zeros(m.numel(), dtype=torch.bool)
+        if count:
+            chosen[torch.randperm(m.numel(), generator=g)[:count]] = True
+        out[n] = chosen.view(m.shape)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ..diffs import (
     compose,
     maskable_names,
     random_mask,
+    random_mask_like,
     resolve_k,
     select_mask,
 )
@@ -91,7 +92,9 @@ class SFTResult:
     selection: str
 
 
-SELECTIONS = ("lottery", "random")
+#: how the K entries are chosen: the lottery ticket (moved most in the dense phase), K uniform over all
+#: entries, or as many per tensor as the lottery ticket but at random positions (needs the dense phase)
+SELECTIONS = ("lottery", "random", "random-per-tensor")
 
 
 def dense_phase(backbone: Backbone, task: Task, config: TrainConfig, *, l1: float = 0.0, label: str = "dense-ft",
@@ -136,8 +139,10 @@ def lt_sft(
         backbone, task, config: as for :func:`tutorfinetune.train`; ``config`` sets the sparse phase.
         k: entries that may change: a count, or a fraction in (0, 1] of the maskable entries (default 1%).
         dense_config: the dense phase's settings (default ``config``).
-        selection: ``"lottery"`` (the K entries that moved most in the dense phase) or ``"random"``
-            (the baseline: K entries drawn at random, seeded by ``config.seed``; no dense phase).
+        selection: ``"lottery"`` (the K entries that moved most in the dense phase), ``"random"`` (the
+            baseline: K entries drawn uniformly over all maskable entries, seeded by ``config.seed``; no
+            dense phase) or ``"random-per-tensor"`` (as many entries per tensor as the lottery ticket,
+            at random positions: :func:`~tutorfinetune.diffs.random_mask_like`).
         l1: λ of the optional L1 pull towards θ0, in both phases (λ·Σ|θ−θ0| / N).
         n_iterations: rounds of dense → select K/n more → sparse [D: see the module docstring].
         dense: a :class:`DensePhase` from an earlier call on the same start (reuse it across K).
@@ -147,9 +152,7 @@ def lt_sft(
     Returns:
         :class:`SFTResult`; ``backbone.model`` ends as θ0 (+ ``start_from``) + φ.
     """
-
     if selection not in SELECTIONS:
-
         raise SparseError(f"Unknown selection {selection!r}.{did_you_mean(selection, SELECTIONS)} Use one of {list(SELECTIONS)}.")
     n_iterations = int(coerce("n_iterations", n_iterations, int))
     if n_iterations < 1:
@@ -165,7 +168,7 @@ def lt_sft(
     common = dict(store=store, study=study, verbose=verbose)
     kind_tags = {"k": k_count, "k_fraction": k_count / sum(t.numel() for t in theta0.values()), "selection": selection,
                  "l1": float(l1), "start_from": start_id}
-    if selection == "random":
+    if selection != "lottery":
         n_iterations = 1
     mask: dict[str, torch.Tensor] | None = None
     result = None
@@ -190,9 +193,11 @@ def lt_sft(
                     raise SparseError("The dense phase passed in belongs to another model.")
                 prev = dense.prev
             new = select_mask(dense.deltas, k_round, exclude=mask)
+            if selection == "random-per-tensor":
+                new = random_mask_like(new, seed=config.seed)
         mask = new if mask is None else {n: mask[n] | new[n] for n in names}
         model.load_state_dict(prev)  # reset every parameter, the head included
-        label = "lt-sft" if selection == "lottery" else "random-sft"
+        label = {"lottery": "lt-sft", "random": "random-sft", "random-per-tensor": "random-sft-per-tensor"}[selection]
         result = train(backbone, task, config, [SparseUpdate(mask=mask, l1=l1, label=label)],
                        tags={**tags, **kind_tags, "phase": "sparse", "round": r}, **common)
     diff = SparseDiff.from_models(model, theta0, blocks, names=names,
