@@ -3,11 +3,15 @@
 
 * :mod:`.runs`: :func:`sweep`, a grid of training runs x seeds (one fresh backbone per run);
 * :mod:`.notebooks`: :func:`notebook_sweep`, one notebook executed over a grid of papermill parameters;
-* :mod:`.leaderboard`: every method under one protocol (notebook 08).
+* :mod:`.leaderboard`: every method under one protocol (notebook 08);
+* :mod:`.executors`: where the runs run: ``"serial"`` (here, one after another) or ``"ray"`` (this
+  machine's cores, its GPUs, or a Ray cluster); every study above takes ``executor=``.
 """
 
-from . import leaderboard, notebooks, runs
-from .notebooks import SweepError, notebook_sweep
-from .runs import SweepRun, sweep
+from . import executors, leaderboard, notebooks, runs
+from .executors import ExecutorError, RayExecutor, SerialExecutor, make_executor
+from .notebooks import SweepError, notebook_sweep, run_notebooks
+from .runs import StudyError, SweepRun, sweep
 
-__all__ = ["sweep", "SweepRun", "notebook_sweep", "SweepError", "runs", "notebooks", "leaderboard"]
+__all__ = ["sweep", "SweepRun", "StudyError", "notebook_sweep", "run_notebooks", "SweepError", "make_executor",
+           "SerialExecutor", "RayExecutor", "ExecutorError", "runs", "notebooks", "leaderboard", "executors"]

@@ -5,8 +5,10 @@ not comparable with one another. The leaderboard runs every entry of :data:`ENTR
 protocol instead: the same task, backbone, seeds, evaluation sets and two regimes (low-data and
 full-data, each with its own step budget), with the learning rate each family is usually trained
 with. Every run goes to the results store and is *reused* when it is already there (plain runs by
-fingerprint through :func:`tutorfinetune.studies.sweep`; the two-phase LT-SFT recipe by its tags), so
-the notebook "reads the store and runs what is missing"; with ``run_missing=False`` it only reads.
+fingerprint, as :func:`tutorfinetune.studies.sweep` does; the two-phase LT-SFT recipe by its tags), so
+the notebook "reads the store and runs what is missing"; with ``run_missing=False`` it only reads. The
+missing runs of every entry, regime and seed are scheduled together on one executor (``"serial"``,
+or ``"ray"``: all cores of a machine, its GPUs, or a cluster; :mod:`.executors`).
 
 Beside accuracy, :func:`costs` reports per entry and regime: trainable parameters (the most that
 trained at any step; LT-SFT: K entries + the head), step time (train seconds per optimiser step, this
@@ -31,9 +33,8 @@ from ..config import TrainConfig, did_you_mean
 from ..data import Task
 from ..methods.intermediate import FromIntermediate
 from ..methods.unfreezing import auto_k
-from ..progress import outer_bar, progress_bar
-from ..recipes.lt_sft import lt_sft
-from .runs import sweep
+from .executors import Executor, RunSpec, make_executor, recipe_key, run_specs, summarize
+from .runs import plan
 
 __all__ = ["Entry", "ENTRIES", "FAMILIES", "Regime", "default_regimes", "entries", "run_leaderboard", "costs",
            "LeaderboardError"]
@@ -175,6 +176,10 @@ def run_leaderboard(
     scores: Any = None,
     intermediates: Mapping[str, Any] | None = None,
     run_missing: bool = True,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> pd.DataFrame:
     """Train (or reuse) every entry x regime x seed; return their tidy rows with ``entry``, ``family``,
     ``regime`` and ``n_train`` columns (for LT-SFT: the sparse phase, i.e. the final model).
@@ -188,6 +193,9 @@ def run_leaderboard(
             training-set size come from the entry and the regime.
         scores: Fisher scores for guided dropout; intermediates: name -> Intermediate for STILTs.
         run_missing: train what the store lacks (False: only read; missing runs are left out).
+        executor, workers, address, gpus_per_run: where the missing runs run, all of them scheduled
+            together with one progress bar (``"serial"``, or ``"ray"``: see :mod:`.executors`). A run
+            that fails is recorded as failed and listed in the printed summary; the others go on.
     """
     base = base or TrainConfig()
     bb_probe = backbone_for_task(backbone, task, seed=0)
@@ -195,9 +203,8 @@ def run_leaderboard(
     units_adapter = bb_probe.blocks.num_blocks
     del bb_probe
     ids: list[str] = []
-    plan = [(e, r) for r in regimes for e in chosen]
-    bar = progress_bar(total=len(plan) * len(seeds), desc="leaderboard")
-    for entry, regime in plan:
+    specs: list[RunSpec] = []
+    for entry, regime in [(e, r) for r in regimes for e in chosen]:
         cfg = _config(regime, entry, base)
         ctx = {"steps": regime.steps, "units_full": units_full, "units_adapter": units_adapter, "scores": scores,
                "intermediates": intermediates or {}}
@@ -206,28 +213,30 @@ def run_leaderboard(
         if entry.recipe == "train":
             meths = entry.methods(ctx)
             if run_missing:
-                with outer_bar():
-                    df = sweep(backbone, task, cfg, seeds=seeds, methods=meths, store=store, study=study, tags=tags)
-                ids.extend(df["run_id"].unique())
+                for _, seed, spec in plan(backbone, task, cfg, seeds, methods=meths, study=study, tags=tags):
+                    spec.label = f"{entry.name} / {regime.name} / seed {seed}"
+                    specs.append(spec)
             else:
                 ids.extend(_existing(store, study, entry, regime, seeds))
-            bar.update(len(seeds))
         elif entry.recipe == "lt-sft":
+            options = {"k": entry.options.get("k", 0.02), "selection": entry.options.get("selection", "lottery")}
             for seed in seeds:
                 rid = _done_recipe(store, study, entry, regime, seed, cfg)
-                if rid is None and run_missing:
-                    bb = backbone_for_task(backbone, task, seed=seed)
-                    with outer_bar():
-                        out = lt_sft(bb, task, cfg.replace(seed=seed), k=entry.options.get("k", 0.02), store=store,
-                                     study=study, tags=tags, selection=entry.options.get("selection", "lottery"))
-                    rid = out.result.run_id
-                    del bb
                 if rid:
                     ids.append(rid)
-                bar.update(1)
+                elif run_missing:
+                    c = cfg.replace(seed=seed)
+                    specs.append(RunSpec(backbone=backbone, task=task, config=c, study=study, tags=tags, recipe="lt-sft",
+                                         options=options, label=f"{entry.name} / {regime.name} / seed {seed}",
+                                         key=recipe_key("lt-sft", backbone, task.name, c, options, study, tags)))
         else:
             raise LeaderboardError(f"Entry {entry.name!r} has an unknown recipe {entry.recipe!r}.")
-    bar.close()
+    if specs:
+        ex = make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
+        outcomes = run_specs(specs, ex, store=store, done=results.finished_runs(store, study=study), desc="leaderboard")
+        labels = {s.key: s.label for s in specs}
+        print(f"leaderboard {study!r}: {summarize(outcomes, labels, store=store, where=ex.describe())}")
+        ids.extend(o.run_id for o in outcomes.values() if o.status in ("finished", "reused"))
     df = results.load(store)
     df = df[df["run_id"].isin(set(ids))].reset_index(drop=True)
     return df

@@ -11,6 +11,13 @@ on with the next one (and tries it again on the next run). Inside each notebook,
 runs are also reused by fingerprint (:func:`tutorfinetune.studies.sweep`), so even a re-executed cell
 only trains what is new.
 
+With ``executor="ray"`` the cells run in parallel (one notebook per Ray task, ``threads`` torch threads
+each: the kernel inherits ``OMP_NUM_THREADS``); the driver alone writes the manifest, as each cell
+ends. With ``store_mode="driver"`` (a cluster without a shared file system) each worker executes the
+notebook into a private folder and store and sends back the executed notebook and its records, which
+the driver writes (runs already in the store are then not reused inside the cell). :func:`run_notebooks`
+does the same for a list of notebooks run once each (``tutorfinetune notebooks --executor ray``).
+
 From the command line: ``tutorfinetune sweep notebooks/04_graddrop.ipynb -g 'seeds=[[0],[1]]' -g p=0.1,0.3``.
 """
 
@@ -22,18 +29,25 @@ import itertools
 import json
 import os
 import re
+import shutil
+import socket
+import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
+import torch
 
 from ..config import ConfigError
 from ..progress import progress_bar
-from ..results import _atomic_write_json
+from ..results import RunStore, _atomic_write_json, load_records
+from .executors import Executor, Outcome, WorkerContext, make_executor
 
-__all__ = ["notebook_sweep", "expand_grid", "cell_key", "parse_value", "parse_grid_option", "SweepError"]
+__all__ = ["notebook_sweep", "run_notebooks", "NotebookJob", "run_notebook_job", "expand_grid", "cell_key",
+           "parse_value", "parse_grid_option", "SweepError"]
 
 
 class SweepError(ValueError):
@@ -114,6 +128,69 @@ def _error_line(e: BaseException) -> str:
     return (lines[-1] if lines else type(e).__name__)[:500]
 
 
+@dataclass
+class NotebookJob:
+    """One notebook execution: the notebook, where its executed copy goes, its papermill parameters."""
+
+    key: str
+    notebook: str
+    output: str
+    parameters: dict
+    timeout: int | None = None
+    kernel: str = "python3"
+    execute: Callable[[Path, Path, dict, int | None, str], None] | None = None
+    source: bytes = b""
+    progress: str = "text"
+    extra: dict = field(default_factory=dict)
+
+
+def run_notebook_job(job: NotebookJob, ctx: WorkerContext) -> Outcome:
+    """Execute one notebook (in the worker); never raises for a failing notebook (KeyboardInterrupt aside).
+
+    With ``ctx.relay`` the notebook runs from a private folder with a private store, and the executed
+    notebook and the store's records come back in the Outcome for the driver to write."""
+    os.environ.setdefault("TUTORFINETUNE_PROGRESS", job.progress)
+    if ctx.threads:  # the kernel is a child process: torch there reads these at import
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(ctx.threads)
+        torch.set_num_threads(int(ctx.threads))
+    notebook, output, params = Path(job.notebook), Path(job.output), dict(job.parameters)
+    tmp = Path(tempfile.mkdtemp(prefix="tft-nb-")) if ctx.relay else None
+    if tmp is not None:
+        if job.source:
+            notebook = tmp / notebook.name
+            notebook.write_bytes(job.source)
+        output, params["store"] = tmp / "executed.ipynb", str(tmp / "runs")
+    out = Outcome(key=job.key, status="finished", host=socket.gethostname(), pid=os.getpid())
+    t0 = time.perf_counter()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        (job.execute or _default_execute)(notebook, output, params, job.timeout, job.kernel)
+    except Exception as e:  # one failing notebook is recorded and does not stop the others
+        out.status, out.error = "failed", _error_line(e)
+    out.seconds = round(time.perf_counter() - t0, 1)
+    if tmp is not None:
+        if output.is_file():
+            out.files["notebook"] = output.read_bytes()
+        out.records = load_records(tmp / "runs")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _deliver(out: Outcome, output: Path, store: Path) -> None:
+    """Driver side of ``store_mode="driver"``: write the executed notebook and the records a worker sent."""
+    data = out.files.pop("notebook", None)
+    if data is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, output)
+    writer = RunStore(store)
+    for rec in out.records:
+        writer.write(rec)
+    out.records = []
+
+
 def notebook_sweep(
     notebook: str | os.PathLike,
     grid: Mapping[str, Sequence[Any]],
@@ -127,8 +204,13 @@ def notebook_sweep(
     kernel: str = "python3",
     execute: Callable[[Path, Path, dict, int | None, str], None] | None = None,
     verbose: bool = True,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> pd.DataFrame:
-    """Execute ``notebook`` once per combination of ``grid`` (papermill parameters), in order.
+    """Execute ``notebook`` once per combination of ``grid`` (papermill parameters), in order (or in
+    parallel with ``executor="ray"``).
 
     Args:
         notebook: the notebook to run.
@@ -141,6 +223,8 @@ def notebook_sweep(
         resume: skip cells the manifest records as finished (their executed notebook still there).
         timeout: seconds per notebook cell (papermill's ``execution_timeout``).
         execute: the function that runs one notebook (default papermill; tests pass their own).
+        executor, workers, address, gpus_per_run: ``"serial"`` (one cell after another), or ``"ray"``:
+            cells in parallel (:mod:`.executors`); every cell is one unit of work.
 
     Returns:
         One row per grid cell: ``cell``, the grid parameters, ``status`` (finished, failed, skipped,
@@ -163,51 +247,112 @@ def notebook_sweep(
     manifest_path = folder / "manifest.json"
     manifest = _read_manifest(manifest_path, nb)
     manifest.update({"notebook": str(nb), "grid": {k: list(v) for k, v in grid.items()}, "fixed": fixed_all})
-    run = execute or _default_execute
     os.environ.setdefault("TUTORFINETUNE_PROGRESS", "text")
-    rows = []
-    bar = progress_bar(total=len(cells), desc=f"sweep {nb.stem}")
+    ex = make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
+    rows: dict[str, dict] = {}
+    jobs: list[NotebookJob] = []
+    source = nb.read_bytes() if ex.relay else b""
+    for cell in cells:
+        key = cell_key(cell, fixed_all)
+        output = folder / f"{key}.ipynb"
+        if key in rows:
+            continue  # the same cell twice in the grid: once
+        if resume and manifest["cells"].get(key, {}).get("status") == "finished" and output.is_file():
+            rows[key] = {"cell": key, **cell, "status": "skipped", "seconds": 0.0, "output": str(output), "error": ""}
+            continue
+        rows[key] = {}
+        jobs.append(NotebookJob(key=key, notebook=str(nb), output=str(output), parameters={**fixed_all, **cell},
+                                timeout=timeout, kernel=kernel, execute=execute, source=source,
+                                progress=os.environ["TUTORFINETUNE_PROGRESS"], extra={"cell": cell}))
+    bar = progress_bar(total=len(cells), initial=len(cells) - len(jobs), desc=f"sweep {nb.stem}")
+
+    def start(job: NotebookJob) -> None:
+        entry = manifest["cells"].get(job.key, {})
+        manifest["cells"][job.key] = {"params": job.extra["cell"], "status": "running", "output": job.output,
+                                      "started_at": datetime.now(timezone.utc).isoformat(),
+                                      "attempts": entry.get("attempts", 0) + 1}
+        _atomic_write_json(manifest_path, manifest)
+
+    def done(job: NotebookJob, out: Outcome) -> None:
+        if out.files or out.records:
+            _deliver(out, Path(job.output), store)
+        entry = manifest["cells"][job.key]
+        entry.update(status=out.status, error=out.error, seconds=out.seconds,
+                     finished_at=datetime.now(timezone.utc).isoformat())
+        if out.host and out.host != socket.gethostname():
+            entry["host"] = out.host
+        _atomic_write_json(manifest_path, manifest)
+        if verbose and out.status == "failed":
+            print(f"  cell {job.key} FAILED: {out.error}", flush=True)
+        rows[job.key] = {"cell": job.key, **job.extra["cell"], "status": out.status, "seconds": out.seconds,
+                         "output": job.output, "error": out.error}
+        bar.update(1)
+        bar.set_postfix_str(", ".join(f"{k}={_short(v)}" for k, v in job.extra["cell"].items()))
+
     try:
-        for cell in cells:
-            key = cell_key(cell, fixed_all)
-            output = folder / f"{key}.ipynb"
-            entry = manifest["cells"].get(key, {})
-            if resume and entry.get("status") == "finished" and output.is_file():
-                rows.append({"cell": key, **cell, "status": "skipped", "seconds": 0.0, "output": str(output),
-                             "error": ""})
-                bar.update(1)
-                continue
-            entry = {"params": cell, "status": "running", "output": str(output),
-                     "started_at": datetime.now(timezone.utc).isoformat(), "attempts": entry.get("attempts", 0) + 1}
-            manifest["cells"][key] = entry
-            _atomic_write_json(manifest_path, manifest)
-            t0 = time.perf_counter()
-            try:
-                run(nb, output, {**fixed_all, **cell}, timeout, kernel)
-                entry.update(status="finished", error="")
-            except KeyboardInterrupt:
-                entry.update(status="interrupted", error="KeyboardInterrupt", seconds=round(time.perf_counter() - t0, 1))
-                _atomic_write_json(manifest_path, manifest)
-                raise
-            except Exception as e:  # one failing cell is recorded and does not stop the sweep
-                entry.update(status="failed", error=_error_line(e))
-                if verbose:
-                    print(f"  cell {key} FAILED: {entry['error']}", flush=True)
-            entry["seconds"] = round(time.perf_counter() - t0, 1)
-            entry["finished_at"] = datetime.now(timezone.utc).isoformat()
-            _atomic_write_json(manifest_path, manifest)
-            rows.append({"cell": key, **cell, "status": entry["status"], "seconds": entry["seconds"],
-                         "output": str(output), "error": entry["error"]})
-            bar.update(1)
-            bar.set_postfix_str(", ".join(f"{k}={_short(v)}" for k, v in cell.items()))
+        ex.map(run_notebook_job, jobs, done, on_start=start)
+    except KeyboardInterrupt:
+        for entry in manifest["cells"].values():
+            if entry.get("status") == "running":
+                entry.update(status="interrupted", error="KeyboardInterrupt")
+        _atomic_write_json(manifest_path, manifest)
+        raise
     finally:
         bar.close()
+    rows = [r for r in rows.values() if r]
     df = pd.DataFrame(rows)
     if verbose:
         counts = df["status"].value_counts().to_dict()
         print(f"sweep of {nb.name}: {len(df)} cells ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
               f"notebooks in {folder}, results in {store}.", flush=True)
     return df
+
+
+def run_notebooks(
+    notebooks: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    params: Mapping[str, Any],
+    *,
+    timeout: int | None = None,
+    kernel: str = "python3",
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    execute: Callable[[Path, Path, dict, int | None, str], None] | None = None,
+    verbose: bool = True,
+) -> dict[str, dict]:
+    """Execute each notebook once with ``params`` (``store`` among them), writing ``<out>/<name>``; in
+    order, or in parallel with ``executor="ray"`` (the same executed notebooks and store as serially).
+
+    Returns notebook name -> ``{"ok": bool, "seconds": float}`` (and ``"error"`` when it failed), in the
+    order given. The study command (``tutorfinetune notebooks --executor ray``) runs on this."""
+    os.environ.setdefault("TUTORFINETUNE_PROGRESS", "text")
+    ex = make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
+    out = Path(out)
+    store = Path(params.get("store") or out / "runs")
+    jobs = [NotebookJob(key=Path(nb).name, notebook=str(nb), output=str(out / Path(nb).name), parameters=dict(params),
+                        timeout=timeout, kernel=kernel, execute=execute,
+                        source=Path(nb).read_bytes() if ex.relay else b"",
+                        progress=os.environ["TUTORFINETUNE_PROGRESS"]) for nb in notebooks]
+    status: dict[str, dict] = {j.key: {} for j in jobs}
+    if verbose and ex.name != "serial":
+        print(f"running {len(jobs)} notebooks on {ex.describe()}", flush=True)
+
+    def start(job: NotebookJob) -> None:
+        if verbose:
+            print(f"== {job.key} ({', '.join(f'{k}={v}' for k, v in params.items() if k != 'store')}) ...", flush=True)
+
+    def done(job: NotebookJob, o: Outcome) -> None:
+        if o.files or o.records:
+            _deliver(o, Path(job.output), store)
+        status[job.key] = {"ok": o.status == "finished", "seconds": o.seconds, **({"error": o.error} if o.error else {})}
+        if verbose:
+            print(f"   {job.key}: {'ok' if o.status == 'finished' else 'FAILED'} in {o.seconds}s -> {job.output}",
+                  flush=True)
+
+    ex.map(run_notebook_job, jobs, done, on_start=start)
+    return status
 
 
 def _read_manifest(path: Path, nb: Path) -> dict:
