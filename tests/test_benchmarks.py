@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("bench_graddrop.py", [], "element"),
     ("bench_guided_dropout.py", ["--n", "4", "--warm-steps", "2"], "guided-dropout"),
     ("bench_sparse.py", ["--k", "500"], "sparse (wd 0.01)"),
+    ("bench_lora.py", ["--smoke"], "step time lora / full"),
 ])
 def test_benchmark_script_runs_and_reports_ratios(script, extra, key, tmp_path):
     out = tmp_path / "out.json"
