@@ -301,3 +301,11 @@ def test_a_model_that_already_holds_lora_is_refused(tiny):
     tft.methods.get("lora").prepare(bb.model, bb.blocks)
     with pytest.raises(LoRAError, match="already holds LoRA layers"):
         tft.methods.get("lora").prepare(bb.model, bb.blocks)
+
+
+def test_a_run_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_ends(tiny, toy_task, fast_config, tmp_path):
+    cfg = fast_config.replace(max_steps=8, checkpoint_every=4)
+    whole = tft.train(tiny(), toy_task, cfg, methods=["lora"], store=None, verbose=False, checkpoint_dir=tmp_path / "a")
+    resumed = tft.train(tiny(), toy_task, cfg, methods=["lora"], store=None, verbose=False, checkpoint_dir=tmp_path / "b",
+                        resume_from=tmp_path / "a" / "step-0000004")
+    assert resumed.metrics == whole.metrics
