@@ -6,6 +6,10 @@
     tutorfinetune results [--store outputs/runs] [--by method,eval_set] [--csv out.csv]  aggregated table
     tutorfinetune summary [--out outputs]                                    the notebooks' measured summaries
 
+``notebooks``, ``sweep`` and ``train`` take ``--executor ray [--workers N] [--address ADDR] [--gpus-per-run F]``:
+their runs (notebooks, grid cells, training runs) then run in parallel on Ray, on this machine's cores,
+its GPUs, or a cluster (:mod:`tutorfinetune.studies.executors`; ``pip install 'tutorfinetune[scale]'``).
+
 ``notebooks`` runs every ``notebooks/*.ipynb`` in reading order (discovered, not listed) on the
 embedded default backbone and the bundled data, writes the executed notebooks to
 ``<out>/notebooks/``, the results store to ``<out>/runs/``, and a summary (``<out>/summary.md``, built
@@ -32,7 +36,13 @@ from . import analysis, results
 from .config import TrainConfig, as_list
 from .data import load_task
 from .notebook import _has_tabulate, load_summaries, summary_markdown
-from .studies.notebooks import SweepError, notebook_sweep, parse_grid_option, parse_value
+from .studies.notebooks import (
+    SweepError,
+    notebook_sweep,
+    parse_grid_option,
+    parse_value,
+    run_notebooks,
+)
 from .studies.runs import sweep
 
 __all__ = ["main", "build_parser", "run_study", "discover_notebooks", "CliError"]
@@ -63,7 +73,7 @@ def _default_notebooks() -> Path:
 
 
 def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, backbone: str | None = None,
-              timeout: int | None = None) -> int:
+              timeout: int | None = None, executor: str = "serial", **scale) -> int:
     import papermill as pm
 
     nbs = discover_notebooks(notebooks, only)
@@ -75,6 +85,10 @@ def run_study(mode: str, out: Path, notebooks: Path, only: str | None = None, ba
     store = out / "runs"
     os.environ.setdefault("TUTORFINETUNE_PROGRESS", "text")
     status = {}
+    if executor != "serial":  # the notebooks in parallel (scale: workers, address, gpus_per_run)
+        params = {"mode": mode, "store": str(store), **({"backbone": backbone} if backbone else {})}
+        status = run_notebooks(nbs, out / "notebooks", params, timeout=timeout, executor=executor, **scale)
+        nbs = []
     for nb in nbs:
         params = {"mode": mode, "store": str(store)}
         if backbone:
@@ -137,7 +151,7 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
     task = load_task(args.task)
     df = sweep(args.backbone, task, cfg, seeds=seeds, methods=methods, store=args.store, study=args.study,
-               verbose=args.verbose)
+               verbose=args.verbose, **_scale(args))
     print(analysis.ci_table(df).to_string())
     if args.csv:
         analysis.aggregate(df).to_csv(args.csv, index=False)
@@ -190,7 +204,7 @@ def _cmd_sweep(args) -> int:
             raise SweepError(f"Cannot read parameter {p!r}: write NAME=VALUE.")
         params[k.strip()] = parse_value(v)
     df = notebook_sweep(args.notebook, grid, out=args.out, params=params, store=args.store, mode=args.mode,
-                        resume=not args.no_resume, timeout=args.timeout)
+                        resume=not args.no_resume, timeout=args.timeout, **_scale(args))
     print(df.drop(columns=["output"]).to_string(index=False))
     return 0 if (df["status"] != "failed").all() else 1
 
@@ -242,6 +256,29 @@ def _cmd_summary(args) -> int:
     return 0
 
 
+def _add_scale_options(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("parallel runs (Ray; pip install 'tutorfinetune[scale]')")
+    g.add_argument("--executor", choices=["serial", "ray"], default="serial",
+                   help=f"serial: {what} one after another here (default); ray: in parallel on Ray")
+    g.add_argument("--workers", type=int, default=None,
+                   help=f"{what} at once (default: cores / threads per run, or GPUs / --gpus-per-run)")
+    g.add_argument("--address", default=None,
+                   help="a Ray cluster: 'auto' (started here with 'ray start --head') or HEAD_IP:6379 "
+                        "(default: a local Ray instance on this machine's cores)")
+    g.add_argument("--gpus-per-run", type=float, default=None,
+                   help="GPUs per run; a fraction shares a GPU (0.25: four at once on each GPU)")
+
+
+def _scale(args) -> dict:
+    """The executor options of a command, for studies.sweep / notebook_sweep / run_notebooks."""
+    ray_only = {"--workers": args.workers, "--address": args.address, "--gpus-per-run": args.gpus_per_run}
+    if args.executor == "serial" and any(v is not None for v in ray_only.values()):
+        used = [k for k, v in ray_only.items() if v is not None]
+        raise CliError(f"{', '.join(used)} apply to --executor ray; add --executor ray (serial runs one at a time).")
+    return {"executor": args.executor, "workers": args.workers, "address": args.address,
+            "gpus_per_run": args.gpus_per_run}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tutorfinetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         st.add_argument("--notebooks", type=Path, default=None, help="folder of notebooks (default: the repo's)")
         st.add_argument("--backbone", default=None, help="override the notebooks' backbone parameter")
         st.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+        _add_scale_options(st, "notebooks")
     sw = sub.add_parser("sweep", help="run one notebook over a grid of papermill parameters (resumable)",
                         description="Run NOTEBOOK once per combination of the grid, in order; finished cells are "
                                     "skipped on a rerun, a failing cell is recorded and the sweep goes on.")
@@ -270,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--store", type=Path, default=None, help="results store (default <out>/runs)")
     sw.add_argument("--no-resume", action="store_true", help="run every cell again, finished or not")
     sw.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell")
+    _add_scale_options(sw, "grid cells")
     tr = sub.add_parser("train", help="train one method (or a combination) over seeds and print the results",
                         description="Fine-tune from the shell; runs land in --store and finished ones are reused.")
     tr.add_argument("--method", action="append", metavar="ID[:key=value,...]",
@@ -289,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--study", default="cli")
     tr.add_argument("--csv", default=None, help="also write the aggregated table to this CSV file")
     tr.add_argument("--verbose", action="store_true")
+    _add_scale_options(tr, "runs")
     rs = sub.add_parser("results", help="print or export aggregated results (mean ± 95%% CI over seeds)",
                         description="Aggregate a results store over seeds: mean, std and 95%% CI per group.")
     rs.add_argument("--store", type=Path, default=Path("outputs/runs"))
@@ -308,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args) -> int:
     if args.cmd in ("study", "notebooks"):
         return run_study(args.mode, args.out, args.notebooks or _default_notebooks(), args.only, args.backbone,
-                         args.timeout)
+                         args.timeout, **_scale(args))
     if args.cmd == "sweep":
         return _cmd_sweep(args)
     if args.cmd == "train":
