@@ -151,3 +151,42 @@ def test_holm_adjustment():
     up = an.paired_difference(_pairs([0.03, 0.04, 0.05, 0.03, 0.04]), "a", "b")
     assert an.claim_verdict(up, "greater", p_adjusted=0.2) == f"inconclusive (could detect ≥ {100 * up['mde']:.1f} points)"
     assert np.isfinite(up["mde"])
+
+
+# --------------------------------------------------------------------------------------------
+# One entry under the protocol: lr chosen on dev, then every seed
+# --------------------------------------------------------------------------------------------
+def test_run_entry_chooses_the_lr_on_dev_and_reuses_runs(toy_task, fast_config, tmp_path):
+    from tutorfinetune.studies.protocol import Protocol, choose_lr, run_entry
+
+    proto = Protocol(readout="auto", seeds=(0, 1), lr_seeds=(0,), evaluations=2)
+    cfg = fast_config.replace(max_steps=4)
+    out = run_entry("tiny", toy_task, cfg, ["full"], lrs=[1e-5, 3e-3], protocol=proto, store=tmp_path, study="p")
+    recs = tft.results.load_records(tmp_path)
+    assert len(recs) == 3  # 2 candidates on seed 0, then seed 1 at the chosen lr (seed 0 reused)
+    dev = {r["config"]["lr"]: r["metrics"]["dev"]["accuracy"] for r in recs if r["seed"] == 0}
+    best = max(dev.values())
+    assert out.chosen_lr == min(lr for lr, v in dev.items() if v == best)
+    assert set(out.frame["seed"]) == {0, 1} and set(out.frame["chosen_lr"]) == {out.chosen_lr}
+    assert all(r["config"]["select_best"] and r["config"]["eval_every"] == 2 for r in recs)
+    assert out.lr_table["chosen"].sum() == 1
+    # only dev decides: changing every test-set number leaves the choice alone
+    frame = tft.results.load(tmp_path)
+    shuffled = frame.copy()
+    shuffled.loc[shuffled["eval_set"] != "dev", "value"] = np.random.default_rng(0).random(
+        (shuffled["eval_set"] != "dev").sum())
+    assert choose_lr(frame[frame["seed"] == 0])[0] == choose_lr(shuffled[shuffled["seed"] == 0])[0]
+    again = run_entry("tiny", toy_task, cfg, ["full"], lrs=[1e-5, 3e-3], protocol=proto, store=tmp_path, study="p")
+    assert len(tft.results.load_records(tmp_path)) == 3 and again.chosen_lr == out.chosen_lr  # all reused
+
+
+def test_protocol_modes():
+    from tutorfinetune.studies.protocol import LR_GRIDS, Protocol
+
+    full, ci = Protocol.for_mode("full"), Protocol.for_mode("ci")
+    assert len(full.seeds) >= 5 and full.grid("light") == LR_GRIDS["light"]
+    assert ci.seeds == (0,) and ci.grid("full") == (1e-4,) and ci.grid("light") == (1e-3,)
+    cfg = Protocol().configure(tft.TrainConfig(max_steps=95), n_train=100)
+    assert cfg.eval_every == 10 and cfg.select_best and cfg.readout == "auto"
+    with pytest.raises(tft.ConfigError, match="mode must be"):
+        Protocol.for_mode("fast")

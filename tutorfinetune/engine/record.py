@@ -19,6 +19,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from ..backbones import resolve_readout
 from ..config import TrainConfig
 from ..env import versions
 from ..results import RunStore
@@ -27,7 +28,11 @@ __all__ = ["RunRecorder", "fingerprint", "method_name", "new_run_id"]
 
 
 def fingerprint(backbone: str, task: str, n_train: int, config: TrainConfig, methods: list) -> str:
-    """Identity of a run's inputs: config, task and training-set size, backbone, methods."""
+    """Identity of a run's inputs: config, task and training-set size, backbone, methods. ``readout="auto"``
+    counts as the readout it resolves to for this backbone, so a sweep's look-up before a run and the
+    run's own record agree."""
+    if config.readout == "auto":
+        config = config.replace(readout=resolve_readout(backbone, "auto"))
     desc = {"config": config.to_dict(), "task": task, "n_train": int(n_train),
             "backbone": backbone, "methods": [m.describe() for m in methods]}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
