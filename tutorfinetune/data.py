@@ -138,6 +138,41 @@ class Task:
         """True when every row holds a list of ``choices`` and the label picks one of them."""
         return "choices" in self.frame.columns
 
+    #: the kinds of :meth:`eval_set_names`
+    EVAL_KINDS = ("all", "dev", "test", "in-distribution", "domains", "languages", "held-out")
+
+    def eval_set_names(self, kind: str = "all") -> list[str]:
+        """Names of the eval sets of one kind, in the task's order, read from their specs:
+
+        * ``"dev"``: dev splits (model selection); ``"test"``: every test split;
+        * ``"in-distribution"``: test splits that are not a shift (names without ``shift:``);
+        * ``"domains"``: held-out domains (``shift:`` sets in the training language that fix a domain);
+        * ``"languages"``: translations (``shift:`` sets in another language than the training rows');
+        * ``"held-out"``: domains and languages; ``"all"``: every eval set.
+        """
+        if kind not in self.EVAL_KINDS:
+            raise TaskError(f"Unknown eval-set kind {kind!r}; use one of {list(self.EVAL_KINDS)}.")
+        langs = self.train["lang"].dropna().unique().tolist() if "lang" in self.frame.columns else []
+        train_lang = langs[0] if len(langs) == 1 else None
+
+        def kind_of(name: str, spec: dict) -> str:
+            if spec.get("split") == "dev":
+                return "dev"
+            if spec.get("split") != "test" or not name.startswith("shift:"):
+                return "in-distribution" if spec.get("split") == "test" else "other"
+            lang = spec.get("lang")
+            if lang is not None and train_lang is not None and lang != train_lang:
+                return "languages"
+            return "domains"
+
+        out = []
+        for name, spec in self.eval_set_specs.items():
+            k = kind_of(name, spec)
+            if (kind == "all" or k == kind or (kind == "test" and spec.get("split") == "test")
+                    or (kind == "held-out" and k in ("domains", "languages"))):
+                out.append(name)
+        return out
+
     def eval_set(self, name: str) -> pd.DataFrame:
         if name not in self.eval_set_specs:
             raise TaskError(

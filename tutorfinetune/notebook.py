@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import sys
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -175,6 +176,29 @@ def _has_tabulate() -> bool:
     except ImportError:
         return False
     return True
+
+
+def typed_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """Turn papermill's parameters into typed values, from the parameters cell's own names and types.
+
+    The parameters cell annotates each parameter (``seeds: list[int] = [0, 1, 2]``, ``lr: float = 1e-4``,
+    ``k: int | None = None``); papermill injects its overrides after it, often as text (``"[0, 1]"``,
+    ``"3e-4"``). ``typed_parameters(globals())`` coerces every annotated name to its annotation with
+    :func:`tutorfinetune.config.coerce` (a ConfigError names the parameter and the expected type), writes
+    the typed values back into ``namespace`` and returns them as a dict, in the cell's order."""
+    hints = namespace.get("__annotations__") or {}
+    if not hints:
+        raise ConfigError("No annotated parameters found: write the parameters cell as `name: type = value` "
+                          "lines (e.g. `seeds: list[int] = [0, 1, 2]`), then call typed_parameters(globals()).")
+    out = {}
+    for name, typ in hints.items():
+        if name not in namespace:
+            continue
+        value = coerce(name, namespace[name], typ)
+        if typing.get_origin(typ) is list and value is not None:
+            value = list(value)  # coerce gives tuples for sequences; the cell said list
+        out[name] = namespace[name] = value
+    return out
 
 
 def coerce_param(name: str, value: Any, typ: Any) -> Any:

@@ -1,15 +1,17 @@
-"""Assembled tables: one call turns tidy results into the table a notebook shows (the leaderboard)."""
+"""Assembled tables: one call turns tidy results into the table a notebook shows (the leaderboard, the
+claims table of a notebook's papers)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
 
-from .stats import format_ci, held_out_mean, paired_difference, t_critical
+from .stats import claim_verdict, format_ci, held_out_mean, holm, paired_difference, t_critical
 
-__all__ = ["leaderboard_table"]
+__all__ = ["leaderboard_table", "Claim", "claims_table"]
 
 
 def leaderboard_table(df: pd.DataFrame, cost: pd.DataFrame, eval_sets: Sequence[str], held_out: Sequence[str],
@@ -47,3 +49,73 @@ def leaderboard_table(df: pd.DataFrame, cost: pd.DataFrame, eval_sets: Sequence[
 def _ci(v: pd.Series) -> float:
     n = len(v)
     return t_critical(n - 1) * float(v.std()) / math.sqrt(n) if n > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim, as a comparison of two methods (or entries) on the same seeds.
+
+    Attributes:
+        paper: who claims it (``"Howard & Ruder (ULMFiT)"``).
+        claim: the claim in words.
+        a, b: the two groups compared (values of the ``by`` column): the claim is about a − b.
+        kind: ``"greater"`` (a > b), ``"less"`` (a < b) or ``"at least"`` (a ≥ b: non-inferiority with a margin).
+        paper_number: what the paper reports, as text (``"+1.9 points on XNLI"``), or ``""``.
+        eval_sets: which eval sets the claim is judged on (averaged per seed); empty: every set in the frame.
+        label: a short name of those sets for the table (``"held-out"``).
+    """
+
+    paper: str
+    claim: str
+    a: str
+    b: str
+    kind: str = "greater"
+    paper_number: str = ""
+    eval_sets: tuple[str, ...] = ()
+    label: str = ""
+
+
+def claims_table(df: pd.DataFrame, claims: Sequence[Claim], by: str = "method", split: str | None = None,
+                 metric: str = "accuracy", adjust: str | None = "holm", margin: float = 0.01,
+                 scale: float = 100.0) -> pd.DataFrame:
+    """The claims table every notebook shows: per claim (and per value of ``split``, e.g. the regime) the
+    paper's number, ours (the paired difference a − b over seeds, mean ± 95% CI in points), n, the
+    minimal detectable effect at 80% power, the p-value and its Holm adjustment over all rows of the
+    table, and the verdict (:func:`~tutorfinetune.analysis.claim_verdict`: reproduced / contradicted /
+    inconclusive (could detect ≥ x points)). Rows whose groups are missing are skipped.
+
+    ``adjust="holm"`` judges significance on the Holm-adjusted p-values (the table runs many tests);
+    ``adjust=None`` on each row's own 95% interval (the table then says so in its ``verdict basis``)."""
+    d = df[df["metric"] == metric] if "metric" in df.columns else df
+    parts = [(None, d)] if split is None else list(d.groupby(split, sort=False))
+    rows = []
+    for c in claims:
+        if c.kind not in ("greater", "less", "at least"):
+            raise ValueError(f"Claim {c.claim!r}: kind must be 'greater', 'less' or 'at least', got {c.kind!r}.")
+        for key, sub in parts:
+            if c.eval_sets:
+                sub = sub[sub["eval_set"].isin(c.eval_sets)]
+            if not {c.a, c.b} <= set(sub[by]):
+                continue
+            diff = paired_difference(sub, c.a, c.b, by=by)
+            row = {"paper": c.paper, "claim": c.claim}
+            if split is not None:
+                row[split] = key
+            row.update({"eval": c.label or (", ".join(c.eval_sets) if c.eval_sets else "all"),
+                        "compared": f"{c.a} − {c.b}", "paper's number": c.paper_number,
+                        "ours (points)": format_ci(diff["mean"], diff["ci95"], scale), "n": int(diff["n"]),
+                        "MDE (points)": round(scale * diff["mde"], 1) if math.isfinite(diff["mde"]) else math.nan,
+                        "p": diff["p"], "_diff": diff, "_kind": c.kind})
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    table["p (Holm)"] = holm(table["p"].tolist()) if adjust == "holm" else math.nan
+    verdicts = []
+    for _, r in table.iterrows():
+        p_adj = r["p (Holm)"] if adjust == "holm" and r["_kind"] != "at least" else None
+        verdicts.append(claim_verdict(r["_diff"], r["_kind"], scale=scale, p_adjusted=p_adj, margin=margin))
+    table["verdict"] = verdicts
+    table["verdict basis"] = ["95% CI vs margin" if k == "at least" else ("Holm-adjusted p < 0.05" if adjust == "holm"
+                              else "95% CI") for k in table["_kind"]]
+    return table.drop(columns=["_diff", "_kind"])
