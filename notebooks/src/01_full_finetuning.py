@@ -76,12 +76,12 @@ print(base)
 #
 # ## 2. The baseline over seeds
 #
-# One call trains one model; `tft.study.sweep` repeats it over seeds (each seed changes the head's
+# One call trains one model; `tft.studies.sweep` repeats it over seeds (each seed changes the head's
 # initialisation, the data order and dropout) and records every run in the store. A run that is
 # already in the store with the same settings is reused, not retrained.
 
 # %%
-baseline = tft.study.sweep(backbone, data, base, seeds=S["seeds"], store=store, study=STUDY,
+baseline = tft.studies.sweep(backbone, data, base, seeds=S["seeds"], store=store, study=STUDY,
                           tags={"experiment": "baseline"})
 table = an.ci_table(baseline)
 table
@@ -117,7 +117,7 @@ plt.show()
 # as MiniLM usually want a larger learning rate than BERT-base's classic 2e-5.
 
 # %%
-lr_runs = tft.study.sweep(backbone, data, base, seeds=S["lr_seeds"], grid={"lr": S["lrs"]}, store=store,
+lr_runs = tft.studies.sweep(backbone, data, base, seeds=S["lr_seeds"], grid={"lr": S["lrs"]}, store=store,
                          study=STUDY, tags={"experiment": "lr"})
 lr_agg = an.aggregate(lr_runs.assign(group=lr_runs.eval_set.where(lr_runs.eval_set.isin(
     ["dev", "in-distribution"]), "held-out domains"))[lambda d: ~d.eval_set.str.match("shift:(de|es|fr)$")],
@@ -159,7 +159,7 @@ nb.explore(curves_for, {"learning_rate": sorted(lr_hist.lr_setting.unique())}, s
 
 # %%
 low_cfg = base.replace(max_steps=S["low_data_steps"], max_train_examples=None)
-low = tft.study.sweep(backbone, data, low_cfg, seeds=S["seeds"], grid={"max_train_examples": S["sizes"]},
+low = tft.studies.sweep(backbone, data, low_cfg, seeds=S["seeds"], grid={"max_train_examples": S["sizes"]},
                       store=store, study=STUDY, tags={"experiment": "low-data"})
 both = tft.results.load(store)
 both = both[both.run_id.isin(set(low.run_id) | set(baseline.run_id))].copy()

@@ -47,7 +47,7 @@ from IPython.display import display
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import notebook as nb
-from tutorfinetune.methods.adapter import adapter_summary
+from tutorfinetune.backbones import adapter_summary
 
 info = nb.setup(mode, seeds)
 full_lr = nb.coerce_param("full_lr", full_lr, float)
@@ -108,7 +108,7 @@ rows = []
 for regime, n in S["regimes"].items():
     cfg = base.replace(max_train_examples=n)
     for method, lr in (("full", full_lr), ("adapter", adapter_lr)):
-        df = tft.study.sweep(backbone, data, cfg.replace(lr=lr), seeds=S["seeds"], methods=[method],
+        df = tft.studies.sweep(backbone, data, cfg.replace(lr=lr), seeds=S["seeds"], methods=[method],
                              store=store, study=STUDY, tags={"experiment": "vs-full", "regime": regime})
         rows.append(df.assign(regime=regime))
 vs = pd.concat(rows, ignore_index=True)
@@ -131,7 +131,7 @@ plt.show()
 
 # %%
 n_small = S["regimes"]["low-data"]
-rf_runs = tft.study.sweep(backbone, data, base.replace(lr=adapter_lr, max_train_examples=n_small),
+rf_runs = tft.studies.sweep(backbone, data, base.replace(lr=adapter_lr, max_train_examples=n_small),
                           seeds=S["rf_seeds"], grid={"reduction_factor": S["rfs"]},
                           methods_factory=lambda s: [("adapter", {"reduction_factor": s["reduction_factor"]})],
                           store=store, study=STUDY, tags={"experiment": "rf"})
@@ -189,7 +189,7 @@ nb.explore(show_rf, {"reduction_factor": sorted(set(S["rfs"]) | {2.0, 8.0, 16.0,
 # for a few hundred steps on a few hundred sentences, not on Wikipedia.
 
 # %%
-madx = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr, max_train_examples=S["regimes"]["low-data"]),
+madx = tft.recipes.madx.domain_transfer(data, base.replace(lr=adapter_lr, max_train_examples=S["regimes"]["low-data"]),
                                 seeds=S["seeds"], backbone=backbone, warm_steps=S["warm_steps"],
                                 mlm_steps=S["mlm_steps"], store=store, study=STUDY)
 targets = data.meta["target_domains"]
@@ -228,7 +228,7 @@ if log:
 #
 # ```python
 # # papermill notebooks/02_adapters.ipynb out.ipynb -p backbone bert-base-multilingual-cased -p mode full
-# madx_lang = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr), seeds=[0, 1, 2],
+# madx_lang = tft.recipes.madx.domain_transfer(data, base.replace(lr=adapter_lr), seeds=[0, 1, 2],
 #                                      backbone="bert-base-multilingual-cased",  # or "xlm-roberta-base"
 #                                      by="lang", store=store, study=STUDY)
 # ```
@@ -238,7 +238,7 @@ if log:
 
 # %%
 if backbone != "minilm" and backbone != "tiny":
-    madx_lang = tft.madx.domain_transfer(data, base.replace(lr=adapter_lr, eval_sets=[]), seeds=S["seeds"],
+    madx_lang = tft.recipes.madx.domain_transfer(data, base.replace(lr=adapter_lr, eval_sets=[]), seeds=S["seeds"],
                                          backbone=backbone, by="lang", warm_steps=S["warm_steps"],
                                          mlm_steps=S["mlm_steps"], store=store, study=STUDY)
     display(an.ci_table(madx_lang))

@@ -197,7 +197,7 @@ def factory(body, kk):
 runs = []
 for body, scheds, lr, kk, sds in (("adapter", schedules, adapter_lr, k_adapter, S["seeds"]),
                                   ("full", full_schedules, full_lr, k_full, S["full_seeds"])):
-    df = tft.study.sweep(backbone, data, base.replace(lr=lr), seeds=sds, grid={"schedule": scheds},
+    df = tft.studies.sweep(backbone, data, base.replace(lr=lr), seeds=sds, grid={"schedule": scheds},
                          methods_factory=factory(body, kk), store=store, study=STUDY,
                          tags={"body": body, "k": kk})
     runs.append(df.assign(body=body))

@@ -204,7 +204,7 @@ for r in regimes:
     total = c.max_steps or math.ceil(c.num_epochs * math.ceil(n / c.batch_size))
     settings, k = settings_for(total)
     settings_table += [{"regime": r, "setting": s, "p": p, "family": fam} for s, (_, p, fam) in settings.items()]
-    df = tft.study.sweep(backbone, data, c, seeds=S["seeds"], grid={"setting": list(settings)},
+    df = tft.studies.sweep(backbone, data, c, seeds=S["seeds"], grid={"setting": list(settings)},
                          methods_factory=lambda st, settings=settings: settings[st["setting"]][0],
                          store=store, study=STUDY, tags={"regime": r, "k": k})
     runs.append(df)

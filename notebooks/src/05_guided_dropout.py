@@ -8,7 +8,7 @@
 # 1. explain the Fisher information as the curvature of a loss, and why a sublayer in a *sharp*
 #    direction of the pretraining loss might deserve *less* dropout when fine-tuning;
 # 2. compute per-sublayer Fisher scores of a pretraining-style loss once per backbone
-#    (`tft.sublayer_fisher.sublayer_scores`), turn them into a dropout map, and train with it:
+#    (`tft.fisher.sublayer_scores`), turn them into a dropout map, and train with it:
 #    `methods=[("guided-dropout", {"scores": scores, "p_upper": 0.1})]`;
 # 3. compare standard, guided and Gaussian dropout across training-set sizes, in distribution and on
 #    held-out domains, with 95% confidence intervals over seeds, and judge what "task-agnostic"
@@ -52,7 +52,7 @@ from IPython.display import display
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import notebook as nb
-from tutorfinetune import sublayer_fisher as sf
+from tutorfinetune.fisher import sublayer as sf
 from tutorfinetune.methods import dropout as dm
 
 info = nb.setup(mode, seeds)
@@ -188,7 +188,7 @@ for r in plan.itertuples():
     cfg = base.replace(max_train_examples=None if r.n_train >= n_all else int(r.n_train), max_steps=int(r.steps))
     ends = r.n_train in (plan.n_train.max(), plan.n_train.min())  # the second source at the largest and smallest size
     names = list(settings) if ends else [s for s in settings if not s.startswith("guided (")]
-    df = tft.study.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"setting": names},
+    df = tft.studies.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"setting": names},
                          methods_factory=lambda st: settings[st["setting"]], store=store, study=STUDY,
                          tags={"n_train": int(r.n_train)})
     runs.append(df)

@@ -6,9 +6,9 @@
 # **Learning goals.** After this notebook you can
 #
 # 1. describe a fine-tune as a *difference vector* φ = θ − θ0 and store, apply, revert and compose
-#    it (`tft.sparse.SparseDiff`);
+#    it (`tft.diffs.SparseDiff`);
 # 2. run lottery-ticket sparse fine-tuning (LT-SFT): train densely, keep the K entries that moved
-#    most, reset, retrain only those (`tft.sparse.lt_sft`), and judge it against a random mask of
+#    most, reset, retrain only those (`tft.recipes.get("lt-sft")`), and judge it against a random mask of
 #    the same size, dense fine-tuning and a task adapter, with 95% confidence intervals over seeds;
 # 3. build a *domain* SFT by masked-language modelling on unlabelled text and compose it with a task
 #    SFT for zero-shot transfer to a held-out domain, and see whether sparse differences interfere
@@ -51,9 +51,10 @@ import seaborn as sns
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import diffs
 from tutorfinetune import notebook as nb
-from tutorfinetune import sparse as sp
 from tutorfinetune.methods import TaskAdapter
+from tutorfinetune.recipes import lt_sft as sft
 
 info = nb.setup(mode, seeds)
 ks = tft.as_list(ks, float, "ks")
@@ -107,7 +108,7 @@ print(f"K values {S['ks']}, random-mask K {S['random_ks']}, {S['n_train']} train
 
 # %%
 probe = tft.load_backbone(backbone, num_labels=data.num_labels)
-names = sp.maskable_names(probe.model, probe.blocks)
+names = diffs.maskable_names(probe.model, probe.blocks)
 units = probe.blocks.unit_of(probe.model)
 params = dict(probe.model.named_parameters())
 groups = []
@@ -117,7 +118,7 @@ for n, p in probe.model.named_parameters():
 groups = pd.DataFrame(groups).pivot_table(index="unit", columns="kind", values="entries", aggfunc="sum", fill_value=0, sort=False)
 n_maskable = int(groups["maskable"].sum())
 print(f"{n_maskable:,} maskable entries; the embeddings hold {groups.loc['embeddings', 'maskable'] / n_maskable:.0%} of them")
-print("K per setting:", {k: f"{sp.resolve_k(k, n_maskable):,}" for k in S["ks"]})
+print("K per setting:", {k: f"{diffs.resolve_k(k, n_maskable):,}" for k in S["ks"]})
 groups
 
 # %% [markdown]
@@ -134,7 +135,7 @@ groups
 texts = {"source": [t for d in data.meta["source_domains"] for t in data.texts(domain=d, lang="en")]}
 texts.update({d: data.texts(domain=d, lang="en") for d in targets})
 key = f"{backbone}-k{domain_k}-m{S['mlm_steps']}-w{S['warm_steps']}-lr{mlm_lr}"
-dom, dom_dense, mlm_logs = sp.cached_domain_sfts(
+dom, dom_dense, mlm_logs = sft.cached_domain_sfts(
     backbone, texts, f"{store}/sft/domains-{key}", num_labels=data.num_labels, k=domain_k, steps=S["mlm_steps"],
     warm_steps=S["warm_steps"], lr=mlm_lr, batch_size=16, max_length=64, seed=0)
 fig, axes = plt.subplots(1, len(texts), figsize=(3.2 * len(texts), 3), sharey=True)
@@ -175,7 +176,7 @@ for seed in S["seeds"]:
     dense = None
     for k in S["ks"]:
         bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-        out = sp.lt_sft(bb, data, cfg, k=k, dense_config=dcfg, dense=dense, start_from=dom["source"],
+        out = sft.lt_sft(bb, data, cfg, k=k, dense_config=dcfg, dense=dense, start_from=dom["source"],
                         store=store, study=STUDY)
         dense = out.dense
         run_ids.append(out.result.run_id)
@@ -186,7 +187,7 @@ for seed in S["seeds"]:
     run_ids.append(dense.result.run_id)
     for k in S["random_ks"]:
         bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-        run_ids.append(sp.lt_sft(bb, data, cfg, k=k, selection="random", start_from=dom["source"],
+        run_ids.append(sft.lt_sft(bb, data, cfg, k=k, selection="random", start_from=dom["source"],
                                  store=store, study=STUDY).result.run_id)
     bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
     res_ad = tft.train(bb, data, cfg.replace(lr=adapter_lr), [TaskAdapter(reduction_factor=adapter_reduction_factor)],
@@ -195,7 +196,7 @@ for seed in S["seeds"]:
     adapter_params = int(res_ad.history["trainable"].iloc[0])
     # the dense counterpart of the composition: dense task diff trained on top of the dense source diff
     bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-    dense_sfts[seed] = sp.dense_phase(bb, data, dcfg, start_from=dom_dense["source"], label="dense on dense source",
+    dense_sfts[seed] = sft.dense_phase(bb, data, dcfg, start_from=dom_dense["source"], label="dense on dense source",
                                       store=store, study=STUDY).diff
     if seed == S["seeds"][0]:
         deltas0 = dense.deltas
@@ -237,12 +238,12 @@ plt.show()
 
 # %%
 def label(method, k):
-    return f"{method} K={sp.resolve_k(k, n_maskable):,}"
+    return f"{method} K={diffs.resolve_k(k, n_maskable):,}"
 
 
 pairs = [(label("lt-sft", k), label("random-sft", k)) for k in S["random_ks"] if k in S["ks"]]
 pairs += [(label("lt-sft", k), "lt-sft-dense") for k in S["ks"]]
-closest = min(S["ks"], key=lambda k: abs(sp.resolve_k(k, n_maskable) - adapter_params))
+closest = min(S["ks"], key=lambda k: abs(diffs.resolve_k(k, n_maskable) - adapter_params))
 pairs += [(label("lt-sft", closest), "adapter")]
 tables = []
 for ev in ["in-distribution", "held-out (mean)"]:
@@ -277,7 +278,7 @@ axes[0].legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2
 plt.tight_layout()
 plt.show()
 emb_share = {k: float(seed0[k].by_unit().set_index("unit").share_of_diff.get("embeddings", 0.0)) for k in seed0}
-print("share of K in the embeddings:", {f"{sp.resolve_k(k, n_maskable):,}": f"{v:.1%}" for k, v in emb_share.items()})
+print("share of K in the embeddings:", {f"{diffs.resolve_k(k, n_maskable):,}": f"{v:.1%}" for k, v in emb_share.items()})
 
 # %% [markdown]
 # ### Explore: K → mask coverage and stored size
@@ -291,7 +292,7 @@ head_bytes = seed0[compose_k].head_size * 4
 
 
 def show_k(K):
-    mask = sp.select_mask(deltas0, K)
+    mask = diffs.select_mask(deltas0, K)
     per = pd.Series({u: 0 for u in order})
     for n, m in mask.items():
         per[units[n]] += int(m.sum())
@@ -322,7 +323,7 @@ nb.explore(show_k, {"K": sorted({0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.
 # %%
 comp = []
 for seed in S["seeds"]:
-    comp.append(sp.zero_shot_transfer(backbone, data, sparse_cfg.replace(seed=seed),
+    comp.append(sft.zero_shot_transfer(backbone, data, sparse_cfg.replace(seed=seed),
                                       {"sparse": task_sfts[seed], "dense": dense_sfts[seed]},
                                       {"sparse": dom, "dense": dom_dense}, targets, store=store, study=STUDY))
 comp = pd.concat(comp, ignore_index=True)
@@ -363,7 +364,7 @@ paired_c.drop(columns=["mean", "ci95"])
 # %%
 total = sum(p.numel() for p in probe.model.parameters())
 saved = seed0[compose_k].save(f"{store}/sft/task-{backbone}-k{compose_k}-seed{S['seeds'][0]}.sft")
-assert sp.SparseDiff.load(saved).changed == seed0[compose_k].changed  # a saved SFT reads back
+assert diffs.SparseDiff.load(saved).changed == seed0[compose_k].changed  # a saved SFT reads back
 storage = pd.DataFrame([
     *[{"what": f"task SFT, K={d.changed:,}", "bytes": d.stored_bytes()} for d in seed0.values()],
     {"what": f"task SFT, K={seed0[compose_k].changed:,}, on disk (safetensors)", "bytes": saved.stat().st_size},
@@ -394,7 +395,7 @@ kc = label("lt-sft", compose_k)
 r = row(kc, label("random-sft", compose_k), "held-out (mean)") if compose_k in S["random_ks"] else None
 if r is not None:
     claims.append({"claim (paper)": "the lottery-ticket mask beats a random mask of the same K",
-                   "ours (held-out, points)": f"K={sp.resolve_k(compose_k, n_maskable):,}: {r['a − b (points)']}",
+                   "ours (held-out, points)": f"K={diffs.resolve_k(compose_k, n_maskable):,}: {r['a − b (points)']}",
                    "verdict": r["verdict (a > b)"]})
 near = [row(label("lt-sft", k), "lt-sft-dense", "in-distribution") for k in S["ks"]]
 near = [(k, x) for k, x in zip(S["ks"], near) if x is not None]
@@ -414,7 +415,7 @@ claims.append({"claim (paper)": "sparse differences compose with less interferen
 r = row(label("lt-sft", closest), "adapter", "held-out (mean)")
 if r is not None:
     claims.append({"claim (paper)": "LT-SFT beats MAD-X adapters by a large margin (UD, MasakhaNER, AmericasNLI)",
-                   "ours (held-out, points)": f"LT-SFT K={sp.resolve_k(closest, n_maskable):,} vs a task adapter "
+                   "ours (held-out, points)": f"LT-SFT K={diffs.resolve_k(closest, n_maskable):,} vs a task adapter "
                                               f"({adapter_params:,} params): {r['a − b (points)']}",
                    "verdict": r["verdict (a > b)"] + " [ours: one task adapter, not MAD-X; see notebook 02]"})
 claims = pd.DataFrame(claims)
@@ -459,7 +460,7 @@ sentences = [f"{S['n_train']} training reviews, {len(S['seeds'])} seed(s), {S['d
              f"sparse steps. Dense phase (LayerNorm frozen): {acc('lt-sft-dense', 'in-distribution')} in distribution, "
              f"{acc('lt-sft-dense', 'held-out (mean)')} on held-out domains."]
 sentences.append("LT-SFT in distribution / held-out: " + "; ".join(
-    f"K={sp.resolve_k(k, n_maskable):,} ({k:g}) {acc(label('lt-sft', k), 'in-distribution')} / "
+    f"K={diffs.resolve_k(k, n_maskable):,} ({k:g}) {acc(label('lt-sft', k), 'in-distribution')} / "
     f"{acc(label('lt-sft', k), 'held-out (mean)')}" for k in S["ks"]) + ".")
 sentences.append(f"Task adapter ({adapter_params:,} trainable): {acc('adapter', 'in-distribution')} / {acc('adapter', 'held-out (mean)')}.")
 for _, c in claims.iterrows():

@@ -55,8 +55,8 @@ from IPython.display import display
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import notebook as nb
-from tutorfinetune import stilts as st
 from tutorfinetune import synthetic as sy
+from tutorfinetune.recipes import stilts as st
 
 info = nb.setup(mode, seeds)
 intermediates = tft.as_list(intermediates, str, "intermediates")
@@ -98,8 +98,8 @@ print(f"intermediates {intermediates}; target sizes {S['sizes']}; grid: lr {S['l
 # synthetic task (is this the real ending of the sentence, or a GPT-2 one?) helped many targets about
 # as much as HellaSwag, mostly in the *average* over hyperparameter trials rather than the best trial.
 #
-# In the package the recipe is a plain function (`tft.stilts.stilts`), and its second phase is a
-# plug-in: `methods=[tft.stilts.FromIntermediate(inter)]` loads the intermediate encoder before any
+# In the package the recipe is a plain function (`tft.recipes.stilts.stilts`), and its second phase is a
+# plug-in: `methods=[tft.methods.FromIntermediate(inter)]` loads the intermediate encoder before any
 # other plug-in prepares, so the target phase can also use adapters, schedules or GradDrop, and sweeps
 # reuse finished runs by fingerprint (the intermediate model's id is part of it).
 
@@ -200,8 +200,8 @@ def methods_for(settings):
     if name == "none":
         return ["full"]
     if name == ABLATION:  # the encoder of the real-vs-fake model, the target's own pretrained pooler
-        return [st.FromIntermediate(inters["real-vs-fake"], carry_pooler=False)]
-    return [st.FromIntermediate(inters[name])]
+        return [tft.methods.FromIntermediate(inters["real-vs-fake"], carry_pooler=False)]
+    return [tft.methods.FromIntermediate(inters[name])]
 
 
 runs = []
@@ -209,7 +209,7 @@ for n in S["sizes"]:
     steps = S["target_steps"] or max(min_steps, int(np.ceil(target_epochs * n / 16)))
     cfg = tft.TrainConfig(batch_size=16, max_length=128, max_steps=steps, max_train_examples=n,
                           max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-    runs.append(tft.study.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"lr": S["lrs"], "intermediate": conditions},
+    runs.append(tft.studies.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"lr": S["lrs"], "intermediate": conditions},
                                 methods_factory=methods_for, store=store, study=STUDY, tags={"n_train": n, "phase": "target"}))
 res = pd.concat(runs, ignore_index=True)
 res["n_train"] = res["n_train"].astype(int)
@@ -330,10 +330,10 @@ if probe_steps:
     probe_n = max(S["sizes"])
     pcfg = tft.TrainConfig(lr=1e-3, batch_size=16, max_length=128, max_steps=S["target_steps"] or probe_steps,
                            max_train_examples=probe_n, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-    probes = tft.study.sweep(
+    probes = tft.studies.sweep(
         backbone, data, pcfg, seeds=S["seeds"], grid={"intermediate": names}, store=store, study=STUDY,
         methods_factory=lambda s: ["linear-probe"] if s["intermediate"] == "none"
-        else [st.FromIntermediate(inters[s["intermediate"]]), "linear-probe"], tags={"n_train": probe_n, "phase": "probe"})
+        else [tft.methods.FromIntermediate(inters[s["intermediate"]]), "linear-probe"], tags={"n_train": probe_n, "phase": "probe"})
     pheld = an.held_out_mean(probes, eval_sets[1:], by=["intermediate"])
     pboth = pd.concat([probes[probes.eval_set == "in-distribution"], pheld], ignore_index=True)
     fig, ax = plt.subplots(figsize=(8, 3.6))

@@ -47,10 +47,10 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
-from tutorfinetune import leaderboard as lb
 from tutorfinetune import notebook as nb
-from tutorfinetune import stilts as st
-from tutorfinetune import sublayer_fisher as sf
+from tutorfinetune.fisher import sublayer as sf
+from tutorfinetune.recipes import stilts as st
+from tutorfinetune.studies import leaderboard as lb
 
 info = nb.setup(mode, seeds)
 chosen = lb.entries(entries if isinstance(entries, str) and entries == "all" else tft.as_list(entries, str, "entries"))
@@ -119,7 +119,7 @@ print(f"{res.run_id.nunique()} runs: {len(chosen)} entries x {len(regimes)} regi
 # store the result next to the pretrained backbone.
 
 # %%
-boards = {r: lb.leaderboard_table(res, cost, eval_sets, held_out, r) for r in regimes}
+boards = {r: an.leaderboard_table(res, cost, eval_sets, held_out, r) for r in regimes}
 for r, t in boards.items():
     print(f"\n{r} ({next(x for x in S['regimes'] if x.name == r).steps} steps)")
     display(t)
