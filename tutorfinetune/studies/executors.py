@@ -356,6 +356,13 @@ class RayExecutor(Executor):
             raise ExecutorError(f"Could not reach a Ray cluster at address={self.address!r} ({e}). Start one with "
                                 "'ray start --head' (then address='auto' on that machine, or 'HEAD_IP:6379' "
                                 "elsewhere), or leave address unset to run on this machine's cores.") from None
+        except Exception as e:
+            if "timed out during startup" not in str(e):
+                raise
+            raise ExecutorError("Ray could not start a local instance: its processes did not come up in time (Ray "
+                                "gives its node agent about 15 s, which a machine busy with other work may not "
+                                "leave it). Retry when the machine is quieter, start one yourself with 'ray start "
+                                "--head' and pass address='auto', or use executor='serial'.") from e
         self.started_here = True
         self.startup_seconds = time.perf_counter() - t0
 
