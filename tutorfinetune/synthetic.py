@@ -37,6 +37,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .data import multiple_choice_task
+
 __all__ = ["SyntheticError", "NGramGenerator", "sentences_for_task", "build_real_fake", "real_fake_task", "ending_stats",
            "ngram_baseline", "MIN_SENTENCES"]
 
@@ -253,8 +255,6 @@ def real_fake_task(texts: Sequence[str], *, name: str = "real-vs-fake", **kw):
     """:func:`build_real_fake` as a multiple-choice :class:`~tutorfinetune.data.Task` (context = the
     prefix, choices = the endings, eval set ``"dev"``); keyword arguments go to :func:`build_real_fake`.
     The frame keeps ``real`` and ``fold``; ``task.meta["generator"]`` describes the generator."""
-    from .data import multiple_choice_task
-
     df = build_real_fake(texts, **kw)
     gen = dict(df.attrs.get("generator", {}))
     frame = df.rename(columns={"prefix": "text", "endings": "choices"})
