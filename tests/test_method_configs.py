@@ -270,6 +270,243 @@ def test_every_pinned_case_is_still_checked(pinned):
     assert set(pinned["methods"]) == set(CASES) and set(pinned["combos"]) == set(COMBOS)
 
 
+# ---------------------------------------------------------------------------------------------
+# Typed configs, the registry, describe(id) and the one combination checker (issue 17, item 3)
+# ---------------------------------------------------------------------------------------------
+#: every plug-in of tutorfinetune/methods/ and its registry id
+PLUGINS = {"full": "FullFineTuning", "freeze-embeddings": "FreezeEmbeddings", "linear-probe": "LinearProbe",
+           "adapter": "TaskAdapter", "adapter-swap": "AdapterSwap", "gu": "ScheduledUnfreezing_gu",
+           "lpft": "ScheduledUnfreezing_lpft", "fun": "ScheduledUnfreezing_fun", "rand": "ScheduledUnfreezing_rand",
+           "gu-rev": "ScheduledUnfreezing_gu_rev", "fixed": "ScheduledUnfreezing_fixed",
+           "fisher-tracker": "FisherTracker", "graddrop": "GradDrop", "guided-dropout": "GuidedDropout",
+           "standard-dropout": "StandardDropout", "gaussian-dropout": "GaussianDropout",
+           "sparse-update": "SparseUpdate", "from-intermediate": "FromIntermediate"}
+
+
+def test_every_plugin_is_registered_once_under_a_unique_id():
+    import importlib
+    import pkgutil
+
+    import tutorfinetune.methods as pkg
+    from tutorfinetune.methods import base
+
+    assert set(PLUGINS) <= set(pkg.available())
+    classes = [base._REGISTRY[i] for i in pkg.available()]
+    assert len(set(classes)) == len(classes), "one class under two ids"
+    for i, cls in base._REGISTRY.items():
+        assert cls.id == i
+    for mid, name in PLUGINS.items():
+        assert base._REGISTRY[mid].__name__ == name
+    # every Method subclass defined in tutorfinetune/methods/ is registered (ScheduledUnfreezing: once per schedule)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"tutorfinetune.methods.{info.name}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, base.Method) and obj is not base.Method \
+                    and obj.__module__ == mod.__name__:
+                registered = obj in classes or any(issubclass(c, obj) for c in classes)
+                assert registered, f"{obj.__name__} is a plug-in but not registered: add @register('...')"
+    with pytest.raises(base.MethodError, match="registered twice"):
+        base.register("graddrop")(type("Again", (base.Method,), {}))
+
+
+@pytest.mark.parametrize("mid", list(PLUGINS))
+def test_every_plugin_declares_a_typed_config_with_help_and_its_traits(mid):
+    import dataclasses
+
+    from tutorfinetune.methods import base
+
+    cls = base._REGISTRY[mid]
+    cfg = cls.Config
+    assert dataclasses.is_dataclass(cfg) and issubclass(cfg, base.MethodConfig)
+    assert cfg.__dataclass_params__.frozen
+    if mid not in ("full", "freeze-embeddings", "linear-probe"):  # the three baselines take no options
+        assert cfg is not base.MethodConfig and cfg.method is cls
+        for f in dataclasses.fields(cfg):
+            assert f.metadata.get("help"), f"{cfg.__name__}.{f.name} has no help text"
+    assert cls.stage in base.STAGE.values()
+    assert set(cls.excludes) <= set(base.TRAITS)
+    assert cls.check_compatible is base.Method.check_compatible, "say it with traits, not in check_compatible"
+
+
+def test_config_objects_kwargs_ids_and_pairs_all_build_the_same_method():
+    from tutorfinetune import methods
+
+    built = [methods.get("graddrop", p=0.3, variant="layer"), methods.GradDrop(p=0.3, variant="layer"),
+             methods.GradDrop(methods.GradDrop.Config(p=0.3, variant="layer")),
+             methods.GradDrop(methods.GradDropConfig(p=0.3), variant="layer"),
+             *methods.resolve([("graddrop", {"p": 0.3, "variant": "layer"})]),
+             *methods.resolve([methods.GradDropConfig(p=0.3, variant="layer")]),
+             methods.GradDrop(0.3, "layer")]
+    assert all(type(m) is methods.GradDrop for m in built)
+    assert all(m.config == built[0].config and m.describe() == built[0].describe() for m in built)
+    sched = methods.resolve([methods.get("fun").Config(k=3)])[0]
+    assert sched.name == "fun" and sched.config.k == 3
+    with pytest.raises(methods.MethodError, match="takes a GradDropConfig, got a FisherTrackerConfig"):
+        methods.GradDrop(methods.FisherTrackerConfig())
+
+
+def test_a_config_is_frozen_validated_once_and_round_trips():
+    import dataclasses
+
+    from tutorfinetune.methods import GradDropConfig, MethodError, ScheduledUnfreezingConfig
+
+    c = GradDropConfig(p="0.5", rescale="yes", variant="epoch", epoch_steps="4.0")  # papermill text
+    assert (c.p, c.rescale, c.epoch_steps) == (0.5, True, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.p = 0.1
+    assert GradDropConfig.from_dict(c.to_dict()) == c
+    assert c.replace(p=0.2).p == 0.2 and c.p == 0.5
+    assert c["variant"] == "epoch" and dict(c)["epoch_steps"] == 4 and "seed" in c and len(c) == 10
+    with pytest.raises(MethodError, match="'varient' \\(did you mean 'variant'\\?\\)"):
+        c.replace(varient="layer")
+    with pytest.raises(MethodError, match="Did you mean 'layer'"):
+        c.replace(variant="layr")
+    with pytest.raises(MethodError, match=r"\[0, 1\)"):
+        c.replace(p=1.5)
+    assert ScheduledUnfreezingConfig(schedule="fixed", order="[2, 0, 1]").order == "[2, 0, 1]"
+    assert ScheduledUnfreezingConfig(schedule="fixed", order=[2, 0, 1]).order == (2, 0, 1)
+
+
+def test_unknown_or_missing_options_say_what_to_write():
+    from tutorfinetune import methods
+
+    with pytest.raises(methods.MethodError, match="Unknown 'graddrop' option 'pp' \\(did you mean 'p'\\?\\)"):
+        methods.get("graddrop", pp=0.3)
+    with pytest.raises(methods.MethodError, match="'from-intermediate' needs intermediate="):
+        methods.get("from-intermediate")
+    with pytest.raises(methods.MethodError, match="Method 'gu' is the schedule 'gu'"):
+        methods.get("gu", schedule="fun")
+
+
+def test_describe_prints_and_returns_fields_types_defaults_help(capsys):
+    from tutorfinetune import methods
+
+    info = methods.describe("graddrop")
+    out = capsys.readouterr().out
+    assert out.strip() == info.text and str(info) == info.text
+    assert "graddrop: GradDrop (GradDropConfig)" in out and "stage 30 (mask)" in out and "one per run" in out
+    assert "p: float = 0.3" in out and "variant: str = 'element'   one of ['element', 'epoch', 'layer']" in out
+    assert "epoch_steps: int | None = None" in out and "head-only (linear-probe)" in out
+    row = {r["name"]: r for r in info.fields}["p"]
+    assert row["type"] == "float" and row["default"] == 0.3 and "probability" in row["help"]
+    fi = methods.describe("from-intermediate")
+    assert {r["name"]: r for r in fi.fields}["intermediate"]["required"]
+    swap = methods.describe(methods.AdapterSwap)
+    assert swap.id == "adapter-swap" and "by_eval_set" in swap.text
+    assert "options: none" in methods.describe("full").text
+    with pytest.raises(methods.MethodError, match="Did you mean 'graddrop'"):
+        methods.describe("gradrop")
+
+
+def test_stages_order_the_preparation():
+    from tutorfinetune import methods
+
+    got = methods.resolve(["graddrop", "fisher-tracker", ("gu", {"k": 2}), "adapter", methods.FromIntermediate(_inter())])
+    assert [m.name for m in got] == ["from-intermediate", "adapter", "gu", "fisher-tracker", "graddrop"]
+    got = methods.resolve(["graddrop", "sparse-update", "full"])
+    assert [m.name for m in got] == ["full", "lt-sft-dense", "graddrop"]
+    assert methods.STAGE == {"load": -10, "build": 0, "schedule": 10, "watch": 20, "select": 25, "mask": 30}
+
+
+#: combinations that are refused: (methods, error class name, message parts); every rule in force before
+#: the checker was declarative, plus plug-ins that must be unique per run
+REFUSED = [
+    (["full", "linear-probe"], "MethodError", ["'linear-probe' trains the head only and 'full' trains everything",
+                                               "pick one"]),
+    (["full", "adapter"], "AdapterError", ["'adapter' freezes the base model", "cannot run beside 'full'"]),
+    (["linear-probe", "adapter"], "AdapterError", ["'adapter'", "cannot run beside 'linear-probe'"]),
+    (["<adapter>", "<adapter>"], "AdapterError", ["Two TaskAdapters named 'task'", "name="]),
+    (["gu", "fun"], "MethodError", ["Two unfreezing schedules", "'gu' and 'fun'"]),
+    (["linear-probe", "gu"], "MethodError", ["'linear-probe' freezes every unit", "'lpft'", "'gu'"]),
+    (["freeze-embeddings", "gu"], "MethodError", ["'freeze-embeddings' and 'gu'", "include_embeddings=False"]),
+    (["freeze-embeddings", ("fun", {"units": "blocks"})], "MethodError", ["both decide about the embeddings"]),
+    (["linear-probe", "graddrop"], "MethodError", ["'linear-probe' trains the head only", "'graddrop' would do nothing",
+                                                   "lpft"]),
+    (["graddrop", ("graddrop", {"variant": "layer"})], "MethodError", ["Two GradDrop plug-ins", "variant="]),
+    (["<graddrop>", "<sparse mask>"], "MethodError", ["'lt-sft' already masks gradients", "pick one"]),
+    (["guided-dropout", "gaussian-dropout"], "MethodError", ["'guided-dropout' and 'gaussian-dropout' both decide"]),
+    (["standard-dropout", "guided-dropout"], "MethodError", ["both decide the dropout"]),
+    (["standard-dropout", "standard-dropout"], "MethodError", ["both decide the dropout"]),
+    (["sparse-update", "sparse-update"], "MethodError", ["Two sparse-update plug-ins"]),
+    (["linear-probe", "sparse-update"], "MethodError", ["'linear-probe' freezes them", "nothing to select"]),
+    (["adapter", "sparse-update"], "MethodError", ["'adapter' freezes them", "nothing to select"]),
+    (["<inter>", "<inter>"], "MethodError", ["Two 'from-intermediate' plug-ins", "one intermediate model"]),
+    (["full", "full"], "MethodError", ["Two 'full' plug-ins"]),
+    (["fisher-tracker", ("fisher-tracker", {"every": 5})], "MethodError", ["Two Fisher trackers"]),
+    (["adapter-swap", "adapter-swap"], "AdapterError", ["Two 'adapter-swap' plug-ins"]),
+    (["linear-probe", "linear-probe"], "MethodError", ["Two 'linear-probe' plug-ins"]),
+]
+
+#: combinations that work (the checker must not be stricter than the rules)
+ALLOWED = [
+    ["full", "graddrop"], ["adapter", "graddrop"], [("gu", {"k": 2}), "graddrop"], ["lpft", "graddrop"],
+    ["adapter", "fun", "fisher-tracker"], ["full", "fisher-tracker"], ["freeze-embeddings", ("gu", {"include_embeddings": False})],
+    ["adapter", ("gu", {"units": "adapters"}), "freeze-embeddings"], ["graddrop", "sparse-update"],
+    [("adapter", {"name": "a"}), ("adapter", {"name": "b", "stack_on": "a"})], ["adapter", "adapter-swap"],
+    ["full", "guided-dropout"], ["<inter>", "adapter", "gu", "graddrop"], ["full", "freeze-embeddings"],
+    ["sparse-update", "full"],
+]
+
+
+def _spec(items):
+    from tutorfinetune import methods
+
+    special = {"<adapter>": lambda: methods.TaskAdapter(), "<graddrop>": lambda: methods.GradDrop(p=0.3),
+               "<sparse mask>": lambda: methods.SparseUpdate(mask=_mask()),
+               "<inter>": lambda: methods.FromIntermediate(_inter())}
+    return [special[m]() if isinstance(m, str) and m in special else m for m in items]
+
+
+@pytest.mark.parametrize("items, error, parts", REFUSED, ids=[" + ".join(map(str, r[0])) for r in REFUSED])
+def test_combinations_that_cannot_run_together_are_refused_by_the_one_checker(items, error, parts):
+    from tutorfinetune import methods
+
+    with pytest.raises(methods.MethodError) as e:
+        methods.resolve(_spec(items))
+    assert type(e.value).__name__ == error
+    for part in parts:
+        assert part in str(e.value), (part, str(e.value))
+    with pytest.raises(methods.MethodError):  # whichever order they are given in
+        methods.resolve(_spec(items)[::-1])
+
+
+@pytest.mark.parametrize("items", ALLOWED, ids=[" + ".join(map(str, a)) for a in ALLOWED])
+def test_combinations_that_make_sense_are_allowed(items):
+    from tutorfinetune import methods
+
+    methods.resolve(_spec(items))
+
+
+def test_resolve_tells_each_plugin_who_it_runs_beside():
+    from tutorfinetune import methods
+
+    gd, gu = methods.resolve(["graddrop", ("gu", {"k": 2})])[::-1]
+    assert [o.name for o in gd.peers] == ["gu"] and "schedules-units" in gu.traits
+
+
+@pytest.mark.parametrize("rf", [0, -4, "0", 0.0, float("inf")])
+def test_adapter_reduction_factor_must_be_positive(rf):
+    from tutorfinetune.methods import AdapterError, TaskAdapter
+
+    with pytest.raises(AdapterError, match="reduction_factor must be > 0"):
+        TaskAdapter(reduction_factor=rf)
+
+
+def test_a_plugin_without_a_config_class_still_takes_keywords():
+    from tutorfinetune.methods import Method
+
+    class Legacy(Method):
+        name = "legacy"
+
+        def __init__(self, flag=True, items=None):
+            super().__init__(flag=flag, items=items or [1, 2])
+
+    m = Legacy(flag=False)
+    assert m.config["flag"] is False and m.config["items"] == [1, 2]
+    assert m.describe() == {"name": "legacy", "flag": False, "items": [1, 2]}
+    assert repr(m) == "Legacy(flag=False, items=[1, 2])"
+
+
 if __name__ == "__main__":
     if "--record" not in sys.argv:
         sys.exit(f"usage: python {Path(__file__).name} --record   (rewrites {PINNED.name})")

@@ -5,8 +5,8 @@ the head: the default is MAD-X's task adapter, ``SeqBnConfig(reduction_factor=16
 (down-projection, ReLU, up-projection, residual) after the feed-forward sublayer of every block.
 Any config that ``adapters`` accepts passes through (``"lora"``, ``"prefix_tuning"``,
 ``"seq_bn_inv"``, a config object). ``stack_on="domain"`` stacks it on an adapter that is already in
-the model (MAD-X: ``Stack(domain, task)``); ``AdapterSwap`` swaps the lower adapter per eval set at
-evaluation time (zero-shot transfer to a target domain or language).
+the model (MAD-X: ``Stack(domain, task)``); ``AdapterSwap`` (registry id ``"adapter-swap"``) swaps the
+lower adapter per eval set at evaluation time (zero-shot transfer to a target domain or language).
 
 The BlockMap head (BERT's pooler and classifier) always trains: ``adapters``' ``train_adapter``
 keeps the classifier trainable but freezes the pooler, which METHODS.md §0 counts as head.
@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..backbones import adapter_summary, block_map
-from .base import Method, MethodError, register
+from .base import Method, MethodConfig, MethodError, literal_dict, option, register
 
-__all__ = ["TaskAdapter", "AdapterSwap", "AdapterError", "ensure_adapters", "adapter_config",
-           "adapter_summary", "save_adapter", "load_adapter", "KNOWN_CONFIGS"]
+__all__ = ["TaskAdapter", "TaskAdapterConfig", "AdapterSwap", "AdapterSwapConfig", "AdapterError", "ensure_adapters",
+           "adapter_config", "adapter_summary", "save_adapter", "load_adapter", "KNOWN_CONFIGS"]
 
 
 class AdapterError(MethodError):
@@ -92,26 +94,60 @@ def _head_trainable(model: nn.Module, blocks) -> None:
         p.requires_grad_(True)
 
 
+@dataclass(frozen=True)
+class TaskAdapterConfig(MethodConfig):
+    """Settings of :class:`TaskAdapter` (registry id ``"adapter"``)."""
+
+    config: Any = option("seq_bn", "an `adapters` config name ('seq_bn': MAD-X's task adapter, 'lora', "
+                         "'prefix_tuning', 'seq_bn_inv', ...) or a config object such as "
+                         "adapters.SeqBnConfig(reduction_factor=16)")
+    reduction_factor: int | float | None = option(16, "bottleneck reduction (hidden size / bottleneck size) "
+                                                  "for bottleneck configs named by text; > 0")
+    name: str = option("task", "the adapter's name in the model")
+    stack_on: str | None = option(None, "an adapter already in the model to stack below this one "
+                                  "(MAD-X: Stack(domain, task))")
+
+    error = AdapterError
+
+    def validate(self) -> None:
+        rf = self.reduction_factor
+        if rf is not None and not (math.isfinite(rf) and rf > 0):
+            raise AdapterError(f"reduction_factor must be > 0 (hidden size / bottleneck size; MAD-X uses 16, "
+                               f"larger is a smaller adapter), got {rf!r}.")
+        own = getattr(self.config, "reduction_factor", None)
+        if not isinstance(self.config, str) and isinstance(own, (int, float)) and not own > 0:
+            raise AdapterError(f"The adapter config object has reduction_factor={own!r}; it must be > 0.")
+        adapter_config(self.config, rf)  # an unknown config name fails here, with the known ones
+
+
 @register("adapter")
 class TaskAdapter(Method):
-    """Train one adapter (and the head) with the base model frozen.
-
-    Args:
-        config: an ``adapters`` config name or object (default ``"seq_bn"``: MAD-X task adapter).
-        reduction_factor: bottleneck reduction (hidden size / bottleneck size) for bottleneck configs.
-        name: the adapter's name in the model.
-        stack_on: name of an adapter already in the model to stack below this one (MAD-X).
-    """
+    """Train one adapter (and the head) with the base model frozen (options: :class:`TaskAdapterConfig`)."""
 
     name = "adapter"
+    Config = TaskAdapterConfig
+    traits = frozenset({"adds-adapters", "freezes-body"})
+    excludes = {
+        "trains-body": "{me!r} freezes the base model and trains an adapter; it cannot run beside {other!r}, "
+                       "which trains every parameter: use one.",
+        "head-only": "{me!r} freezes the base model and trains an adapter and the head; it cannot run beside "
+                     "{other!r}, which trains the head only: use one.",
+    }
+    unique = "name"
+    unique_message = "Two TaskAdapters named {key!r}: give each a different name=."
+    error = AdapterError
 
-    def __init__(self, config: Any = "seq_bn", reduction_factor: float | None = 16, name: str = "task",
-                 stack_on: str | None = None) -> None:
-        super().__init__(config=config if isinstance(config, str) else repr(config),
-                         reduction_factor=reduction_factor, adapter_name=name, stack_on=stack_on)
-        self._config_obj = adapter_config(config, reduction_factor)
-        self.adapter_name = name
-        self.stack_on = stack_on
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
+        self._config_obj = adapter_config(self.config.config, self.config.reduction_factor)
+
+    @property
+    def adapter_name(self) -> str:
+        return self.config.name
+
+    @property
+    def stack_on(self) -> str | None:
+        return self.config.stack_on
 
     def prepare(self, model: nn.Module, blocks) -> None:
         adapters = _lib()
@@ -135,32 +171,39 @@ class TaskAdapter(Method):
         _head_trainable(model, blocks)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config}
-
-    def check_compatible(self, others) -> None:
-        names = [o.adapter_name for o in others if isinstance(o, TaskAdapter)]
-        if self.adapter_name in names:
-            raise AdapterError(f"Two TaskAdapters named {self.adapter_name!r}: give each a different name=.")
-        from .freezing import FullFineTuning, LinearProbe
-
-        if any(isinstance(o, (FullFineTuning, LinearProbe)) for o in others):
-            raise AdapterError("'adapter' freezes the base model; it cannot run beside 'full' or 'linear-probe'.")
+        c = self.config
+        return {"name": self.name, "config": c.config if isinstance(c.config, str) else repr(c.config),
+                "reduction_factor": c.reduction_factor, "adapter_name": c.name, "stack_on": c.stack_on}
 
 
+@dataclass(frozen=True)
+class AdapterSwapConfig(MethodConfig):
+    """Settings of :class:`AdapterSwap` (registry id ``"adapter-swap"``)."""
+
+    task_adapter: str = option("task", "the task adapter (top of the stack)")
+    default: str = option("source", "the lower adapter for eval sets not in by_eval_set (the source adapter)")
+    by_eval_set: dict[str, str] = option(help="eval-set name -> lower adapter, e.g. {'shift:hotels': 'hotels'}",
+                                         default_factory=dict)
+
+    error = AdapterError
+
+    def validate(self) -> None:
+        self._set("by_eval_set", literal_dict("by_eval_set", self.by_eval_set, AdapterError))
+
+
+@register("adapter-swap")
 class AdapterSwap(Method):
-    """At evaluation, swap the lower adapter of a ``Stack(lower, task)`` per eval set (MAD-X zero-shot).
-
-    Args:
-        task_adapter: name of the task adapter (top of the stack).
-        default: lower adapter for eval sets not in ``by_eval_set`` (the source adapter).
-        by_eval_set: eval-set name -> lower adapter, e.g. ``{"shift:hotels": "hotels"}``.
-    """
+    """At evaluation, swap the lower adapter of a ``Stack(lower, task)`` per eval set (MAD-X zero-shot;
+    options: :class:`AdapterSwapConfig`)."""
 
     name = "adapter-swap"
+    Config = AdapterSwapConfig
+    traits = frozenset({"swaps-adapters"})
+    unique = True
+    error = AdapterError
 
-    def __init__(self, task_adapter: str = "task", default: str = "source",
-                 by_eval_set: dict[str, str] | None = None) -> None:
-        super().__init__(task_adapter=task_adapter, default=default, by_eval_set=dict(by_eval_set or {}))
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.model = None
 
     def prepare(self, model: nn.Module, blocks) -> None:
@@ -169,11 +212,12 @@ class AdapterSwap(Method):
     def before_eval(self, state, eval_set: str) -> None:
         adapters = _lib()
         names = adapter_names(self.model)
-        lower = self.config["by_eval_set"].get(eval_set, self.config["default"])
-        for n in (lower, self.config["task_adapter"]):
+        c = self.config
+        lower = c.by_eval_set.get(eval_set, c.default)
+        for n in (lower, c.task_adapter):
             if n not in names:
                 raise AdapterError(f"Cannot swap in adapter {n!r} for {eval_set!r}: the model has {names}.")
-        self.model.active_adapters = adapters.Stack(lower, self.config["task_adapter"])
+        self.model.active_adapters = adapters.Stack(lower, c.task_adapter)
 
 
 def save_adapter(model: nn.Module, name: str, path: str | Path, backbone: str = "") -> Path:

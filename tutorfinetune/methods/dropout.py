@@ -24,6 +24,7 @@ where the attention-probability dropout is a module it can replace.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone, model_id
-from ..config import ConfigError, coerce
 from ..fisher.sublayer import (
     SOURCES,
     GuidanceError,
@@ -40,9 +40,10 @@ from ..fisher.sublayer import (
     dropout_sites,
     sublayer_scores,
 )
-from .base import Method, MethodError, choice, probability, register
+from .base import STAGE, Method, MethodConfig, MethodError, option, probability, register
 
-__all__ = ["GuidedDropout", "StandardDropout", "GaussianDropout", "GaussianNoise", "dropout_map", "MAPPINGS"]
+__all__ = ["GuidedDropout", "GuidedDropoutConfig", "StandardDropout", "StandardDropoutConfig", "GaussianDropout",
+           "GaussianDropoutConfig", "GaussianNoise", "dropout_map", "MAPPINGS"]
 
 MAPPINGS = ("rank", "magnitude")
 
@@ -68,66 +69,73 @@ def _check_p(name: str, p: Any) -> float:
     return probability(name, p, " It is a dropout probability.")
 
 
-def _one_dropout_method(self, others) -> None:
-    mine = (GuidedDropout, StandardDropout, GaussianDropout)
-    clash = [o.name for o in others if isinstance(o, mine)]
-    if clash:
-        raise MethodError(f"{self.name!r} and {clash} both decide the dropout of the model: use one.")
+#: what the three dropout plug-ins declare: each decides the model's dropout, so one per run
+_DROPOUT = {"traits": frozenset({"sets-dropout"}),
+            "excludes": {"sets-dropout": "{me!r} and {other!r} both decide the dropout of the model: use one."}}
+
+
+@dataclass(frozen=True)
+class GuidedDropoutConfig(MethodConfig):
+    """Settings of :class:`GuidedDropout` (registry id ``"guided-dropout"``)."""
+
+    scores: SublayerScores | dict | str | Path | None = option(
+        None, "Fisher score per dropout site: a SublayerScores, a dict site -> score, or the path of a cached score "
+        "file; None computes (and caches) them with source, n and seed, which needs the model's tokenizer")
+    source: str = option("contrastive", "the loss the scores come from: 'contrastive' (MiniLM default), "
+                         "'mlm-warm', 'mlm' or 'task'", choices=SOURCES, what="Fisher source")
+    p_upper: float = option(0.1, "the largest probability (the lowest-Fisher site's), in [0, 1); the paper: 0.1")
+    mapping: str = option("rank", "score -> probability: 'rank' (the authors' code) or 'magnitude' (min-max)",
+                          choices=MAPPINGS)
+    n: int = option(256, "examples of the Fisher estimate when it is computed here")
+    seed: int = option(0, "seed of the Fisher estimate when it is computed here")
+
+    def validate(self) -> None:
+        self._set("p_upper", _check_p("p_upper", self.p_upper))
+        if not isinstance(self.scores, (SublayerScores, dict, str, Path, type(None))):
+            raise MethodError(f"scores must be SublayerScores, a dict or a file path, got {type(self.scores).__name__}.")
 
 
 @register("guided-dropout")
 class GuidedDropout(Method):
-    """Per-site dropout probabilities from Fisher scores of a pretraining-style loss.
-
-    Args:
-        scores: a :class:`~tutorfinetune.fisher.sublayer.SublayerScores`, a dict site -> score, or the
-            path of a cached score file. Default: computed (and cached) by
-            :func:`~tutorfinetune.fisher.sublayer.sublayer_scores` with ``source``, ``n`` and ``seed``;
-            that needs the tokenizer, found from the model's ``name_or_path``.
-        source: ``"contrastive"`` (MiniLM default), ``"mlm-warm"``, ``"mlm"`` or ``"task"``.
-        p_upper: the largest probability (the lowest-Fisher site's); the paper: 0.1.
-        mapping: ``"rank"`` (default, the authors' code) or ``"magnitude"``.
-        n, seed: examples and seed of the Fisher estimate when it is computed here.
-
-    The applied map is in ``self.map`` and in the run's artifacts.
-    """
+    """Per-site dropout probabilities from Fisher scores of a pretraining-style loss (options:
+    :class:`GuidedDropoutConfig`). The applied map is in ``self.map`` and in the run's artifacts."""
 
     name = "guided-dropout"
-    stage = 0
+    Config = GuidedDropoutConfig
+    stage = STAGE["build"]
+    traits = _DROPOUT["traits"]
+    excludes = _DROPOUT["excludes"]
 
-    def __init__(self, scores: Any = None, source: str = "contrastive", p_upper: float = 0.1, mapping: str = "rank",
-                 n: int = 256, seed: int = 0) -> None:
-        choice("Fisher source", source, SOURCES)
-        choice("mapping", mapping, MAPPINGS)
-        p_upper = _check_p("p_upper", p_upper)
-        try:
-            n, seed = coerce("n", n, int), coerce("seed", seed, int)
-        except ConfigError as e:
-            raise MethodError(str(e)) from None
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
+        scores, source = self.config.scores, self.config.source
         self._scores_obj: SublayerScores | None = None
-        cfg: dict[str, Any] = {"source": source, "p_upper": p_upper, "mapping": mapping}
         if isinstance(scores, SublayerScores):
             self._scores_obj = scores
-            cfg["source"] = scores.meta.get("source", source)
         elif isinstance(scores, dict):
             self._scores_obj = SublayerScores({str(k): float(v) for k, v in scores.items()}, {"source": source})
-        elif isinstance(scores, (str, Path)):
+        elif scores is not None:
             try:
                 self._scores_obj = SublayerScores.read(scores)
             except GuidanceError as e:
                 raise MethodError(str(e)) from None
-            cfg["source"] = self._scores_obj.meta.get("source", source)
-        elif scores is not None:
-            raise MethodError(f"scores must be SublayerScores, a dict or a file path, got {type(scores).__name__}.")
-        if self._scores_obj is not None:
-            cfg["scores"] = {k: float(v) for k, v in self._scores_obj.scores.items()}
-        else:
-            cfg.update(n=n, seed=seed)
-        super().__init__(**cfg)
         self.map: dict[str, float] = {}
 
-    def check_compatible(self, others) -> None:
-        _one_dropout_method(self, others)
+    @property
+    def source(self) -> str:
+        """The scores' own source when they were given, else the configured one."""
+        if self._scores_obj is not None:
+            return self._scores_obj.meta.get("source", self.config.source)
+        return self.config.source
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"name": self.name, "source": self.source, "p_upper": c.p_upper, "mapping": c.mapping}
+        if self._scores_obj is not None:
+            out["scores"] = {k: float(v) for k, v in self._scores_obj.scores.items()}
+        else:
+            out.update(n=c.n, seed=c.seed)
+        return out
 
     def _scores_for(self, model, blocks) -> SublayerScores:
         if self._scores_obj is not None:
@@ -144,7 +152,7 @@ class GuidedDropout(Method):
                               "scores = tft.sublayer_fisher.sublayer_scores(backbone, source=...), then "
                               "('guided-dropout', {'scores': scores}).")
         bb = Backbone(model=model, tokenizer=tok, blocks=blocks, name=Path(src).name or src, source=src)
-        return sublayer_scores(bb, self.config["source"], n=self.config["n"], seed=self.config["seed"])
+        return sublayer_scores(bb, self.config.source, n=self.config.n, seed=self.config.seed)
 
     def prepare(self, model: nn.Module, blocks) -> None:
         try:
@@ -159,12 +167,24 @@ class GuidedDropout(Method):
         if missing or extra:
             raise MethodError(f"The Fisher scores do not match this model's dropout sites (missing {missing[:4]}, "
                               f"unknown {extra[:4]}): they were computed for another architecture. Recompute them.")
-        self.map = dropout_map({n: sc.scores[n] for n in names}, self.config["p_upper"], self.config["mapping"])
+        self.map = dropout_map({n: sc.scores[n] for n in names}, self.config.p_upper, self.config.mapping)
         for s in sites:
             s.set_p(self.map[s.name])
 
     def finish(self, state) -> dict:
-        return {"map": dict(self.map), "source": self.config["source"], "mapping": self.config["mapping"]}
+        return {"map": dict(self.map), "source": self.source, "mapping": self.config.mapping}
+
+
+@dataclass(frozen=True)
+class StandardDropoutConfig(MethodConfig):
+    """Settings of :class:`StandardDropout` (registry id ``"standard-dropout"``)."""
+
+    p: float | None = option(None, "one dropout probability for every site (head excluded), in [0, 1); None keeps "
+                             "the checkpoint's own")
+
+    def validate(self) -> None:
+        if self.p is not None:
+            self._set("p", _check_p("p", self.p))
 
 
 @register("standard-dropout")
@@ -172,13 +192,16 @@ class StandardDropout(Method):
     """The baseline: the checkpoint's dropout unchanged, or one probability ``p`` at every site (head excluded)."""
 
     name = "standard-dropout"
+    Config = StandardDropoutConfig
+    traits = _DROPOUT["traits"]
+    excludes = _DROPOUT["excludes"]
 
-    def __init__(self, p: float | None = None) -> None:
-        super().__init__(**({"p": _check_p("p", p)} if p is not None else {}))
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.map: dict[str, float] = {}
 
-    def check_compatible(self, others) -> None:
-        _one_dropout_method(self, others)
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **({"p": self.config.p} if self.config.p is not None else {})}
 
     def prepare(self, model: nn.Module, blocks) -> None:
         try:
@@ -186,8 +209,8 @@ class StandardDropout(Method):
         except GuidanceError as e:
             raise MethodError(str(e)) from None
         for s in sites:
-            if "p" in self.config:
-                s.set_p(self.config["p"])
+            if self.config.p is not None:
+                s.set_p(self.config.p)
             self.map[s.name] = s.get_p()
 
     def finish(self, state) -> dict:
@@ -222,22 +245,33 @@ def _eager_attention(mod: nn.Module) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class GaussianDropoutConfig(MethodConfig):
+    """Settings of :class:`GaussianDropout` (registry id ``"gaussian-dropout"``)."""
+
+    p: float = option(0.1, "the Bernoulli dropout probability whose variance the noise matches: alpha = p / (1 - p); "
+                      "in [0, 1) (the paper's baseline: 0.1)")
+
+    def validate(self) -> None:
+        self._set("p", _check_p("p", self.p))
+
+
 @register("gaussian-dropout")
 class GaussianDropout(Method):
     """Replace every dropout (head included) by multiplicative Gaussian noise N(1, p/(1-p))."""
 
     name = "gaussian-dropout"
+    Config = GaussianDropoutConfig
+    traits = _DROPOUT["traits"]
+    excludes = _DROPOUT["excludes"]
 
-    def __init__(self, p: float = 0.1) -> None:
-        super().__init__(p=_check_p("p", p))
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.replaced = 0
         self.eager = 0
 
-    def check_compatible(self, others) -> None:
-        _one_dropout_method(self, others)
-
     def prepare(self, model: nn.Module, blocks) -> None:
-        alpha = self.config["p"] / (1 - self.config["p"])
+        alpha = self.config.p / (1 - self.config.p)
         for mod in list(model.modules()):
             if _eager_attention(mod):
                 self.eager += 1
@@ -250,4 +284,4 @@ class GaussianDropout(Method):
 
     def finish(self, state) -> dict:
         return {"replaced": self.replaced, "sdpa_modules_made_eager": self.eager,
-                "alpha": self.config["p"] / (1 - self.config["p"])}
+                "alpha": self.config.p / (1 - self.config.p)}

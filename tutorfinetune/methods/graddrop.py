@@ -41,16 +41,26 @@ would cost half of MiniLM's parameters per step. The history records, per step, 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, coerce
 from ..fisher import FisherError, find_units
-from .base import Method, MethodError, choice, probability, register
+from .base import (
+    STAGE,
+    UNIT_KINDS,
+    Method,
+    MethodConfig,
+    MethodError,
+    choice,
+    option,
+    probability,
+    register,
+)
 
-__all__ = ["GradDrop", "VARIANTS", "MODES", "draw_keep", "preview_masks", "expected_kept"]
+__all__ = ["GradDrop", "GradDropConfig", "VARIANTS", "MODES", "draw_keep", "preview_masks", "expected_kept"]
 
 VARIANTS = {
     "element": "a fresh Bernoulli(1-p) mask over every gradient entry of the body, each optimiser step",
@@ -121,63 +131,64 @@ def preview_masks(variant: str = "element", p: float = 0.3, steps: int = 6, shap
     return torch.stack(out)
 
 
+@dataclass(frozen=True)
+class GradDropConfig(MethodConfig):
+    """Settings of :class:`GradDrop` (registry id ``"graddrop"``)."""
+
+    p: float = option(0.3, "probability of dropping a gradient entry (or a whole unit, for 'layer'), in [0, 1) "
+                      "[D: the paper's value is not public]; notebook 04 sweeps 0.1-0.7")
+    variant: str = option("element", "how entries are dropped: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
+                          choices=VARIANTS)
+    mode: str = option("grad", "what a dropped entry means to AdamW: " + "; ".join(f"{k}: {v}" for k, v in MODES.items()),
+                       choices=MODES)
+    rescale: bool = option(False, "multiply kept entries by 1/(1-p), so the expected gradient is unchanged")
+    p_schedule: str = option("constant", "'constant', or 'linear': p moves linearly to p_end over the run",
+                             choices=P_SCHEDULES)
+    p_end: float = option(0.0, "the last step's p under p_schedule='linear'")
+    epoch_steps: int | None = option(None, "variant 'epoch' only: hold each mask this many optimiser steps instead "
+                                     "of one epoch (where the training loop has no epochs, e.g. a Trainer on an "
+                                     "iterable dataset)")
+    units: str = option("auto", "the units of the layer variant: " + "; ".join(f"{k}: {v}" for k, v in UNIT_KINDS.items()),
+                        choices=UNIT_KINDS)
+    adapter_name: str = option("task", "the task adapter whose per-block parts are the units")
+    seed: int | None = option(None, "seeds the mask generator (None: the run seed)")
+
+    def validate(self) -> None:
+        self._set("p", _check_p("p", self.p))
+        self._set("p_end", _check_p("p_end", self.p_end))
+        if self.epoch_steps is not None and self.variant != "epoch":
+            raise MethodError(f"epoch_steps only applies to variant='epoch' (this is {self.variant!r}): drop it.")
+        if self.epoch_steps is not None and self.epoch_steps < 1:
+            raise MethodError(f"epoch_steps must be >= 1, got {self.epoch_steps}.")
+
+
 @register("graddrop")
 class GradDrop(Method):
-    """Stochastic gradient masking (METHODS.md §2).
+    """Stochastic gradient masking (METHODS.md §2); options: :class:`GradDropConfig`.
 
-    Args:
-        p: probability of dropping a gradient entry (or a unit, for ``"layer"``), in [0, 1). Default
-            0.3 [D: the paper's value is not public]; the notebook sweeps 0.1-0.7.
-        variant: ``"element"`` (default), ``"epoch"`` or ``"layer"`` (:data:`VARIANTS`).
-        mode: ``"grad"`` (default) or ``"skip"`` (:data:`MODES`); recorded in the run's method config.
-        rescale: multiply kept entries by 1/(1-p) so the expected gradient is unchanged (off by default).
-        p_schedule: ``"constant"`` or ``"linear"`` (p moves linearly to ``p_end`` over the run).
-        p_end: the last step's p under the linear schedule (default 0).
-        epoch_steps: for ``"epoch"``: hold each mask this many optimiser steps instead of one epoch
-            (needed where the training loop has no epochs, e.g. a Trainer on an iterable dataset).
-        units: the units of the layer variant: ``"auto"`` (task adapters if present, else embeddings
-            and blocks), ``"adapters"`` or ``"blocks"``.
-        adapter_name: the task adapter's name.
-        seed: seeds the mask generator (default: the run seed).
+    Runs after adapters and schedules (stage ``"mask"``): it masks whatever is trainable at each step.
+    The history records ``graddrop_p`` and ``graddrop_kept`` per step (and ``graddrop_dropped`` for the
+    layer variant); ``use_rows = False`` draws embedding masks for every row (a benchmark switch).
 
     Raises:
         MethodError: bad values (with the fix), combinations that mask nothing.
     """
 
     name = "graddrop"
-    stage = 30  # after adapters (0) and schedules (10): masks whatever is trainable at each step
+    Config = GradDropConfig
+    stage = STAGE["mask"]
+    traits = frozenset({"masks-gradients"})
+    excludes = {
+        "head-only": "{other!r} trains the head only and GradDrop never masks the head, so {me!r} would do nothing: "
+                     "drop one of them (or use the schedule 'lpft' with GradDrop).",
+        "masks-gradients": "{other!r} already masks gradients (a sparse fine-tuning phase); GradDrop on top would mix "
+                           "two masks: pick one.",
+    }
+    unique = True
+    unique_message = "Two GradDrop plug-ins in one run: use one (pick its variant with variant=...)."
 
-    def __init__(self, p: float = 0.3, variant: str = "element", mode: str = "grad", rescale: bool = False,
-                 p_schedule: str = "constant", p_end: float = 0.0, epoch_steps: int | None = None,
-                 units: str = "auto", adapter_name: str = "task", seed: int | None = None) -> None:
-        p = _check_p("p", p)
-        variant = _pick("variant", variant, VARIANTS)
-        mode = _pick("mode", mode, MODES)
-        p_schedule = _pick("p_schedule", p_schedule, P_SCHEDULES)
-        try:
-            rescale = coerce("rescale", rescale, bool)
-            epoch_steps = coerce("epoch_steps", epoch_steps, int | None)
-            seed = coerce("seed", seed, int | None)
-        except ConfigError as e:
-            raise MethodError(str(e)) from None
-        if epoch_steps is not None and variant != "epoch":
-            raise MethodError(f"epoch_steps only applies to variant='epoch' (this is {variant!r}): drop it.")
-        if epoch_steps is not None and epoch_steps < 1:
-            raise MethodError(f"epoch_steps must be >= 1, got {epoch_steps}.")
-        cfg: dict[str, Any] = {"p": p, "variant": variant, "mode": mode, "rescale": rescale, "p_schedule": p_schedule}
-        if p_schedule == "linear":
-            cfg["p_end"] = _check_p("p_end", p_end)
-        if epoch_steps is not None:
-            cfg["epoch_steps"] = epoch_steps
-        if units != "auto":
-            cfg["units"] = units
-        if adapter_name != "task":
-            cfg["adapter_name"] = adapter_name
-        if seed is not None:
-            cfg["seed"] = seed
-        super().__init__(**cfg)
-        self.p, self.variant, self.mode, self.rescale = p, variant, mode, rescale
-        self.units_kind, self.adapter_name = units, adapter_name
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.unit_names: list[str] = []
         self.unit_of: dict[int, int] = {}          # id(param) -> unit index
         self.params: list[nn.Parameter] = []       # every maskable parameter, fixed order
@@ -190,30 +201,47 @@ class GradDrop(Method):
         self._hooks: list[Any] = []
         self._saved: list[tuple] = []               # skip mode: what to put back after the step
         self._checked = False
-        self._scheduled = False
         self.use_rows = True  # draw embedding masks for the rows a batch used only (grad mode); off: every row
-        self._held_p = p
+        self._held_p = self.p
         self.model = None
 
+    # the settings most code reads (views of self.config) ------------------------------------
+    @property
+    def p(self) -> float:
+        return self.config.p
+
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def rescale(self) -> bool:
+        return self.config.rescale
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"name": self.name, "p": c.p, "variant": c.variant, "mode": c.mode, "rescale": c.rescale,
+                               "p_schedule": c.p_schedule}
+        if c.p_schedule == "linear":
+            out["p_end"] = c.p_end
+        if c.epoch_steps is not None:
+            out["epoch_steps"] = c.epoch_steps
+        if c.units != "auto":
+            out["units"] = c.units
+        if c.adapter_name != "task":
+            out["adapter_name"] = c.adapter_name
+        if c.seed is not None:
+            out["seed"] = c.seed
+        return out
+
     # set-up ----------------------------------------------------------------------------------
-    def check_compatible(self, others) -> None:
-        from .freezing import LinearProbe
-
-        if any(isinstance(o, GradDrop) for o in others):
-            raise MethodError("Two GradDrop plug-ins in one run: use one (pick its variant with variant=...).")
-        if any(isinstance(o, LinearProbe) for o in others):
-            raise MethodError("'linear-probe' trains the head only and GradDrop never masks the head, so GradDrop "
-                              "would do nothing: drop one of them (or use the schedule 'lpft' with GradDrop).")
-        from .unfreezing import ScheduledUnfreezing
-
-        self._scheduled = any(isinstance(o, ScheduledUnfreezing) for o in others)  # units join later
-        if any(getattr(o, "masks_gradients", False) for o in others):
-            raise MethodError(f"{[o.name for o in others if getattr(o, 'masks_gradients', False)]} already masks "
-                              "gradients (a sparse fine-tuning phase); GradDrop on top would mix two masks: pick one.")
-
     def prepare(self, model: nn.Module, blocks) -> None:
         try:
-            units = find_units(model, blocks, self.units_kind, self.adapter_name, True)
+            units = find_units(model, blocks, self.config.units, self.config.adapter_name, True)
         except FisherError as e:
             raise MethodError(str(e)) from None
         head = {id(p) for p in blocks.parameters("head")}
@@ -229,7 +257,8 @@ class GradDrop(Method):
                 seen.add(id(p))
                 self.unit_of[id(p)] = idx
                 self.params.append(p)
-        if not any(p.requires_grad for p in self.params) and not self._scheduled:
+        scheduled = any("schedules-units" in o.traits for o in self.peers)  # units join later
+        if not any(p.requires_grad for p in self.params) and not scheduled:
             raise MethodError("GradDrop found no trainable parameter outside the head: nothing to mask. Train the body "
                               "(full fine-tuning), task adapters, or add a schedule that unfreezes units.")
         self.model = model
@@ -261,7 +290,7 @@ class GradDrop(Method):
         return hook
 
     def _generator(self, device: torch.device, state) -> torch.Generator:
-        seed = self.config.get("seed", state.config.seed)
+        seed = self.config.seed if self.config.seed is not None else state.config.seed
         key = str(device)
         if key not in self._gens:
             self._gens[key] = torch.Generator(device=device).manual_seed(_seed(int(seed), "graddrop", key))
@@ -269,18 +298,18 @@ class GradDrop(Method):
 
     # schedule of p ---------------------------------------------------------------------------
     def p_at(self, step: int, total: int) -> float:
-        if self.config["p_schedule"] == "constant" or total <= 1:
+        if self.config.p_schedule == "constant" or total <= 1:
             return self.p
         frac = min(1.0, max(0.0, step / (total - 1)))
-        return self.p + (self.config["p_end"] - self.p) * frac
+        return self.p + (self.config.p_end - self.p) * frac
 
     def _epoch_key(self, state) -> int:
-        es = self.config.get("epoch_steps")
+        es = self.config.epoch_steps
         return state.step // es if es else state.epoch
 
     def _check_run(self, state) -> None:
         self._checked = True
-        if self.variant != "epoch" or self.config.get("epoch_steps"):
+        if self.variant != "epoch" or self.config.epoch_steps:
             return
         spe, total = int(state.steps_per_epoch or 0), int(state.total_steps or 0)
         if spe <= 0:

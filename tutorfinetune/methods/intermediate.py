@@ -26,9 +26,9 @@ from torch import nn
 
 from ..backbones import is_multiple_choice
 from ..data import Task
-from .base import Method, MethodError, register
+from .base import STAGE, Method, MethodConfig, MethodError, option, register
 
-__all__ = ["STILTsError", "Intermediate", "FromIntermediate", "task_digest", "backbone_signature",
+__all__ = ["STILTsError", "Intermediate", "FromIntermediate", "FromIntermediateConfig", "task_digest", "backbone_signature",
            "encoder_state", "FORMAT"]
 
 
@@ -168,54 +168,63 @@ class Intermediate:
 # --------------------------------------------------------------------------------------------
 # The plug-in that starts a target run from an intermediate model
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FromIntermediateConfig(MethodConfig):
+    """Settings of :class:`FromIntermediate` (registry id ``"from-intermediate"``)."""
+
+    intermediate: Intermediate | str | os.PathLike = option(
+        help="an Intermediate (tft.stilts.train_intermediate) or the folder one was saved in")
+    carry_head: bool = option(False, "also copy the intermediate classification head (label sets must be equal)")
+    check_backbone: bool = option(True, "refuse a target model whose architecture or checkpoint differs from the one "
+                                  "the intermediate model was trained from (turn off only for the same model under "
+                                  "another path)")
+    carry_pooler: bool = option(True, "also carry BERT's pooler ([D]: it is part of the base model, and Phang et al. "
+                                "replace only the output layer); False keeps the target's pretrained pooler (an "
+                                "ablation)")
+
+    def validate(self) -> None:
+        if isinstance(self.intermediate, (str, os.PathLike)):
+            self._set("intermediate", Intermediate.load(self.intermediate))
+        if not isinstance(self.intermediate, Intermediate):
+            raise MethodError(f"'from-intermediate' needs an Intermediate (train_intermediate) or its folder, got "
+                              f"{type(self.intermediate).__name__}.")
+
+
 @register("from-intermediate")
 class FromIntermediate(Method):
     """Start from an intermediate model's encoder (STILTs' second phase); the head stays freshly
-    initialised unless ``carry_head=True``.
-
-    Args:
-        intermediate: an :class:`Intermediate`, or the folder one was saved in.
-        carry_head: also copy the intermediate classification head (label sets must be equal).
-        check_backbone: refuse a target model whose architecture or checkpoint differs from the one
-            the intermediate model was trained from (default; turn off only for the same model under
-            another path).
-        carry_pooler: also carry BERT's pooler (default [D]: it is part of the base model, and Phang
-            et al. replace only the output layer); False keeps the target's pretrained pooler (an ablation).
+    initialised unless ``carry_head=True`` (options: :class:`FromIntermediateConfig`). It prepares
+    before every other plug-in (stage ``"load"``), so adapters and schedules see the carried encoder.
     """
 
     name = "from-intermediate"
-    stage = -10  # before adapters (0) and schedules (10): they see the carried encoder
+    Config = FromIntermediateConfig
+    stage = STAGE["load"]
+    traits = frozenset({"loads-encoder"})
+    unique = True
+    unique_message = "Two {me!r} plug-ins: a target run starts from one intermediate model."
 
-    def __init__(self, intermediate: Intermediate | str | os.PathLike, carry_head: bool = False,
-                 check_backbone: bool = True, carry_pooler: bool = True) -> None:
-        if isinstance(intermediate, (str, os.PathLike)):
-            intermediate = Intermediate.load(intermediate)
-        if not isinstance(intermediate, Intermediate):
-            raise MethodError(f"'from-intermediate' needs an Intermediate (train_intermediate) or its folder, got "
-                              f"{type(intermediate).__name__}.")
-        super().__init__(intermediate=intermediate.id, carry_head=bool(carry_head), check_backbone=bool(check_backbone),
-                         carry_pooler=bool(carry_pooler))
-        self.intermediate = intermediate
-        self.carry_head = bool(carry_head)
-        self.check_backbone = bool(check_backbone)
-        self.carry_pooler = bool(carry_pooler)
+    @property
+    def intermediate(self) -> Intermediate:
+        return self.config.intermediate
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "intermediate": self.intermediate.id, "intermediate_task": self.intermediate.task,
-               "carry_head": self.carry_head}
-        if not self.carry_pooler:  # only when set, so that runs with the default keep their fingerprints
+               "carry_head": self.config.carry_head}
+        if not self.config.carry_pooler:  # only when set, so that runs with the default keep their fingerprints
             out["carry_pooler"] = False
         return out
 
-    def check_compatible(self, others: list[Method]) -> None:
-        if any(isinstance(o, FromIntermediate) for o in others):
-            raise MethodError("Two 'from-intermediate' plug-ins: a target run starts from one intermediate model.")
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"FromIntermediate(intermediate={self.intermediate.id!r}, carry_head={c.carry_head!r}, "
+                f"check_backbone={c.check_backbone!r}, carry_pooler={c.carry_pooler!r})")
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, blocks) -> None:
         inter = self.intermediate
         sig = backbone_signature(model)
-        if self.check_backbone and sig != inter.meta.get("signature"):
+        if self.config.check_backbone and sig != inter.meta.get("signature"):
             raise STILTsError(
                 f"The intermediate model {inter.id} ({inter.task!r}) was trained from backbone "
                 f"{inter.meta.get('backbone')!r} ({_describe_signature(inter.meta.get('signature') or {})}), but the "
@@ -230,9 +239,9 @@ class FromIntermediate(Method):
                 f"The intermediate encoder does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}, "
                 f"other shapes {shapes[:3]}. Use the backbone it was trained from ({inter.meta.get('backbone')!r}).")
         for k, t in own.items():
-            if self.carry_pooler or not k.startswith("pooler."):
+            if self.config.carry_pooler or not k.startswith("pooler."):
                 t.copy_(inter.state[k].to(t.device, t.dtype))
-        if self.carry_head:
+        if self.config.carry_head:
             if inter.head is None:
                 raise STILTsError(
                     f"carry_head=True, but the intermediate model {inter.id} has a {inter.meta.get('kind')} head, "

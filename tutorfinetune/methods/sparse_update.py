@@ -17,64 +17,84 @@ The recipe that calls :func:`tutorfinetune.train` twice is :func:`tutorfinetune.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, coerce
 from ..diffs import SparseError, maskable_names
-from .base import Method, MethodError, register
+from .base import STAGE, Method, MethodConfig, MethodError, option, register
+
+__all__ = ["SparseUpdate", "SparseUpdateConfig"]
+
+
+@dataclass(frozen=True)
+class SparseUpdateConfig(MethodConfig):
+    """Settings of :class:`SparseUpdate` (registry id ``"sparse-update"``)."""
+
+    mask: dict | None = option(None, "parameter name -> bool tensor of the entries that train (from "
+                               "tutorfinetune.diffs.select_mask or random_mask); None: the dense phase")
+    l1: float = option(0.0, "strength of an L1 pull towards the weights at the start of the run, >= 0")
+    freeze_layernorm: bool = option(True, "keep LayerNorm weights frozen (they are not maskable)")
+    label: str | None = option(None, "the run's method name (default 'lt-sft', or 'lt-sft-dense' without a mask)")
+
+    def validate(self) -> None:
+        if not self.l1 >= 0:
+            raise MethodError(f"l1 must be >= 0, got {self.l1!r}.")
+        if self.mask is not None and not isinstance(self.mask, dict):
+            raise MethodError("mask must be a dict of parameter name -> bool tensor (from tutorfinetune.diffs."
+                              "select_mask or random_mask), or None for the dense phase.")
 
 
 @register("sparse-update")
 class SparseUpdate(Method):
-    """Dense (``mask=None``) or masked training of the maskable parameters; see the module docstring."""
+    """Dense (``mask=None``) or masked training of the maskable parameters; see the module docstring
+    (options: :class:`SparseUpdateConfig`)."""
 
-    stage = 25  # after adapters and schedules, before GradDrop (which refuses to run beside a mask)
+    Config = SparseUpdateConfig
+    stage = STAGE["select"]  # after adapters and schedules, before GradDrop (which refuses to run beside a mask)
+    excludes = {"freezes-body": "Sparse fine-tuning changes entries of the pretrained weights; {other!r} freezes "
+                                "them, so there would be nothing to select. Use one or the other."}
+    unique = True
+    unique_message = "Two sparse-update plug-ins in one run ({me!r} and {other!r}): use one."
 
-    def __init__(self, mask: dict[str, torch.Tensor] | None = None, l1: float = 0.0, freeze_layernorm: bool = True,
-                 label: str | None = None) -> None:
-        try:
-            l1 = coerce("l1", l1, float)
-        except ConfigError as e:
-            raise MethodError(str(e)) from None
-        if not l1 >= 0:
-            raise MethodError(f"l1 must be >= 0, got {l1!r}.")
-        if mask is not None and not isinstance(mask, dict):
-            raise MethodError("mask must be a dict of parameter name -> bool tensor (from tutorfinetune.diffs."
-                              "select_mask or random_mask), or None for the dense phase.")
-        self.mask = mask
-        self.name = label or ("lt-sft" if mask is not None else "lt-sft-dense")
-        self.masks_gradients = mask is not None
-        k = int(sum(int(m.sum()) for m in mask.values())) if mask is not None else None
-        sha = None
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
+        mask = self.config.mask
+        self.name = self.config.label or ("lt-sft" if mask is not None else "lt-sft-dense")
+        self.k = int(sum(int(m.sum()) for m in mask.values())) if mask is not None else None
+        self.mask_sha = None
         if mask is not None:
             h = hashlib.sha256()
             for n in sorted(mask):
                 h.update(n.encode())
                 h.update(torch.nonzero(mask[n].reshape(-1)).reshape(-1).numpy().tobytes())
-            sha = h.hexdigest()[:12]
-        super().__init__(k=k, l1=l1, freeze_layernorm=bool(freeze_layernorm), mask_sha=sha)
-        self.l1 = l1
+            self.mask_sha = h.hexdigest()[:12]
         self._restore_needed: bool | None = None
 
-    def check_compatible(self, others: list[Method]) -> None:
-        from .freezing import LinearProbe
+    @property
+    def traits(self) -> frozenset[str]:
+        return frozenset({"selects-entries", *(("masks-gradients",) if self.config.mask is not None else ())})
 
-        for o in others:
-            if isinstance(o, SparseUpdate):
-                raise MethodError("Two sparse-update plug-ins in one run: use one.")
-            if isinstance(o, LinearProbe) or getattr(o, "name", "") == "adapter":
-                raise MethodError(f"Sparse fine-tuning changes entries of the pretrained weights; {o.name!r} freezes "
-                                  "them, so there would be nothing to select. Use one or the other.")
+    @property
+    def mask(self) -> dict | None:
+        return self.config.mask
+
+    @property
+    def l1(self) -> float:
+        return self.config.l1
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "k": self.k, "l1": self.config.l1, "freeze_layernorm": self.config.freeze_layernorm,
+                "mask_sha": self.mask_sha}
 
     def prepare(self, model: nn.Module, blocks) -> None:
 
         self.model = model
         names = maskable_names(model, blocks)
         params = dict(model.named_parameters())
-        if self.config["freeze_layernorm"]:
+        if self.config.freeze_layernorm:
             for m in model.modules():
                 if isinstance(m, nn.LayerNorm):
                     for p in m.parameters(recurse=False):
@@ -144,7 +164,4 @@ class SparseUpdate(Method):
         with torch.no_grad():
             for p, r in zip(self.params, self.reference):
                 moved += int(torch.count_nonzero(p.detach() != r))
-        return {"phase": "sparse", "k": self.config["k"], "maskable": self.n_params, "moved": moved}
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config}
+        return {"phase": "sparse", "k": self.k, "maskable": self.n_params, "moved": moved}

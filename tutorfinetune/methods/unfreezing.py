@@ -24,19 +24,22 @@ Taught in notebooks/03_scheduled_unfreezing.ipynb.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from torch import nn
 
-from ..config import ConfigError, coerce, did_you_mean
+from ..config import did_you_mean
 from ..fisher import LABEL_MODES, FisherError, find_units, fisher_trace
-from .base import Method, MethodError, register
+from .base import STAGE, UNIT_KINDS, Method, MethodConfig, MethodError, option, register
 
-__all__ = ["SCHEDULES", "ScheduledUnfreezing", "FisherTracker", "ScheduleWarning", "plan_schedule",
-           "trainability", "trainability_from_history", "schedule_methods", "auto_k", "n_units"]
+__all__ = ["SCHEDULES", "ScheduledUnfreezing", "ScheduledUnfreezingConfig", "FisherTracker", "FisherTrackerConfig",
+           "ScheduleWarning", "plan_schedule", "trainability", "trainability_from_history", "schedule_methods", "auto_k",
+           "n_units"]
 
 SCHEDULES = {
     "standard": "all units train from step 0 (no schedule)",
@@ -175,57 +178,55 @@ def _head_params(blocks) -> list[nn.Parameter]:
     return list(blocks.parameters("head"))
 
 
-class ScheduledUnfreezing(Method):
-    """Generalised scheduled unfreezing (METHODS.md §1, Algorithm 1 of Liu et al. 2024).
+@dataclass(frozen=True)
+class ScheduledUnfreezingConfig(MethodConfig):
+    """Settings of :class:`ScheduledUnfreezing` (registry ids ``"gu"``, ``"lpft"``, ``"fun"``, ``"rand"``,
+    ``"gu-rev"``, ``"fixed"``: one per schedule, each with its own config class)."""
 
-    Args:
-        schedule: one of :data:`SCHEDULES` (registry ids ``"gu"``, ``"lpft"``, ``"fun"``, ``"rand"``,
-            ``"gu-rev"``, ``"fixed"``).
-        k: unfreezing interval in optimiser steps (the paper searched 25-1000; 800 typical).
-        order: for ``"fixed"``: every unit once, in unfreezing order (names such as ``"adapter3"`` or
-            indices, bottom unit 0); the first starts trainable.
-        units: ``"auto"`` (the task adapters when the model has ``adapter_name``, else the blocks),
-            ``"adapters"`` or ``"blocks"`` (embeddings, block0, ...: full fine-tuning).
-        adapter_name: the task adapter whose per-block parts are the units.
-        include_embeddings: in blocks mode, the embeddings are the lowest unit.
-        fisher_batches: FUN: training batches per tr(F) estimate (the paper: 40).
-        label_mode: FUN: ``"sample"`` (paper), ``"argmax"`` (authors' code) or ``"empirical"``.
-        seed: seeds the random order of ``"rand"`` and FUN's label sampling (default: the run seed).
-        verbose: print the units and each unfreezing event.
-    """
+    schedule: str = option("gu", "which units join when: " + "; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()),
+                           choices=SCHEDULES)
+    k: int = option(50, "unfreezing interval in optimiser steps, >= 1 (the paper searched 25-1000; 800 typical)")
+    order: tuple | str | None = option(None, "for 'fixed': every unit once, in unfreezing order (names such as "
+                                       "'adapter3' or indices, bottom unit 0); the first starts trainable")
+    units: str = option("auto", "what a unit is: " + "; ".join(f"{k}: {v}" for k, v in UNIT_KINDS.items()),
+                        choices=UNIT_KINDS)
+    adapter_name: str = option("task", "the task adapter whose per-block parts are the units")
+    include_embeddings: bool = option(True, "in blocks mode, the embeddings are the lowest unit")
+    fisher_batches: int = option(40, "FUN: training batches per tr(F) estimate, >= 1 (the paper: 40)")
+    label_mode: str = option("sample", "FUN: labels of the Fisher estimate: 'sample' (the paper), 'argmax' (the "
+                             "authors' code) or 'empirical' (the gold labels)", choices=LABEL_MODES)
+    seed: int | None = option(None, "seeds the random order of 'rand' and FUN's label sampling (None: the run seed)")
+    verbose: bool = option(False, "print the units and each unfreezing event")
 
-    stage = 10
-
-    def __init__(self, schedule: str = "gu", k: int = 50, order: Sequence[Any] | None = None, units: str = "auto",
-                 adapter_name: str = "task", include_embeddings: bool = True, fisher_batches: int = 40,
-                 label_mode: str = "sample", seed: int | None = None, verbose: bool = False) -> None:
-        schedule = _check_schedule(schedule)
-        try:
-            k = coerce("k", k, int)
-            fisher_batches = coerce("fisher_batches", fisher_batches, int)
-            include_embeddings = coerce("include_embeddings", include_embeddings, bool)
-        except ConfigError as e:
-            raise MethodError(str(e)) from None
-        if k < 1:
-            raise MethodError(f"k (the unfreezing interval, in optimiser steps) must be >= 1, got {k}.")
-        if fisher_batches < 1:
-            raise MethodError(f"fisher_batches must be >= 1, got {fisher_batches}.")
-        if label_mode not in LABEL_MODES:
-            raise MethodError(f"Unknown label_mode {label_mode!r}; use one of {LABEL_MODES}.")
-        if schedule == "fixed" and order is None:
+    def validate(self) -> None:
+        if self.k < 1:
+            raise MethodError(f"k (the unfreezing interval, in optimiser steps) must be >= 1, got {self.k}.")
+        if self.fisher_batches < 1:
+            raise MethodError(f"fisher_batches must be >= 1, got {self.fisher_batches}.")
+        if self.schedule == "fixed" and self.order is None:
             raise MethodError("schedule='fixed' needs order=[...]: every unit once, the first starts trainable.")
-        cfg: dict[str, Any] = {"schedule": schedule, "k": k, "units": units, "adapter_name": adapter_name}
-        if units != "adapters":
-            cfg["include_embeddings"] = include_embeddings
-        if order is not None:
-            cfg["order"] = list(order) if not isinstance(order, str) else order
-        if schedule == "fun":
-            cfg.update(fisher_batches=fisher_batches, label_mode=label_mode)
-        if seed is not None:
-            cfg["seed"] = int(seed)
-        super().__init__(**cfg)
-        self.name = schedule
-        self.k, self.schedule, self.verbose = k, schedule, verbose
+        if self.order is not None and not isinstance(self.order, str):
+            if not isinstance(self.order, (list, tuple)):
+                raise MethodError(f"order must list the units (names or indices), got {self.order!r}.")
+            self._set("order", tuple(self.order))
+
+
+class ScheduledUnfreezing(Method):
+    """Generalised scheduled unfreezing (METHODS.md §1, Algorithm 1 of Liu et al. 2024); options:
+    :class:`ScheduledUnfreezingConfig`. Registered once per schedule (``"gu"``, ``"fun"``, ...); this
+    class takes ``schedule=`` itself."""
+
+    Config = ScheduledUnfreezingConfig
+    stage = STAGE["schedule"]
+    excludes = {
+        "schedules-units": "Two unfreezing schedules in one run ({me!r} and {other!r}): pick one.",
+        "head-only": "{other!r} freezes every unit for good; use the schedule 'lpft' instead of combining it "
+                     "with {me!r}.",
+    }
+
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
+        self.name = self.config.schedule
         self.unit_params: dict[str, list[nn.Parameter]] = {}
         self.unit_names: list[str] = []
         self.trainable: set[int] = set()
@@ -237,34 +238,54 @@ class ScheduledUnfreezing(Method):
         self._warned = False
         self._started = False
 
+    @property
+    def traits(self) -> frozenset[str]:
+        c = self.config
+        return frozenset({"schedules-units", *(("schedules-embeddings",) if c.units != "adapters"
+                                                and c.include_embeddings else ())})
+
+    @property
+    def schedule(self) -> str:
+        return self.config.schedule
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    @property
+    def verbose(self) -> bool:
+        return self.config.verbose
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"name": self.name, "schedule": c.schedule, "k": c.k, "units": c.units,
+                               "adapter_name": c.adapter_name}
+        if c.units != "adapters":
+            out["include_embeddings"] = c.include_embeddings
+        if c.order is not None:
+            out["order"] = c.order if isinstance(c.order, str) else list(c.order)
+        if c.schedule == "fun":
+            out.update(fisher_batches=c.fisher_batches, label_mode=c.label_mode)
+        if c.seed is not None:
+            out["seed"] = c.seed
+        return out
+
     # set-up ----------------------------------------------------------------------------------
-    def check_compatible(self, others) -> None:
-        from .freezing import FreezeEmbeddings, LinearProbe
-
-        if any(isinstance(o, ScheduledUnfreezing) for o in others):
-            raise MethodError("Two unfreezing schedules in one run: pick one.")
-        if any(isinstance(o, LinearProbe) for o in others):
-            raise MethodError(f"'linear-probe' freezes every unit for good; use schedule 'lpft' instead of combining it with {self.name!r}.")
-        if any(isinstance(o, FreezeEmbeddings) for o in others) and self.config.get("include_embeddings", True) \
-                and self.config["units"] != "adapters":
-            raise MethodError("'freeze-embeddings' and a schedule over blocks both decide about the embeddings: "
-                              "pass include_embeddings=False to the schedule instead.")
-
     def _set(self, idx: int, on: bool) -> None:
         for p in self.unit_params[self.unit_names[idx]]:
             p.requires_grad_(on)
 
     def prepare(self, model: nn.Module, blocks) -> None:
         try:
-            self.unit_params = find_units(model, blocks, self.config["units"], self.config["adapter_name"],
-                                          self.config.get("include_embeddings", True))
+            self.unit_params = find_units(model, blocks, self.config.units, self.config.adapter_name,
+                                          self.config.include_embeddings)
         except FisherError as e:
             raise MethodError(str(e)) from None
         self.unit_names = list(self.unit_params)
         n = len(self.unit_names)
         if self.schedule == "fun" and n < 2:
             raise MethodError(f"FUN needs at least two units to choose between; this model has {self.unit_names}.")
-        order = _unit_index(self.config["order"], self.unit_names) if "order" in self.config else None
+        order = _unit_index(self.config.order, self.unit_names) if self.config.order is not None else None
         self.initial, self.plan = plan_schedule(self.schedule, n, self.k, order=order, seed=0)
         self.model, self.blocks = model, blocks
         for i in range(n):
@@ -291,7 +312,7 @@ class ScheduledUnfreezing(Method):
 
     # the schedule ----------------------------------------------------------------------------
     def _seed(self, state) -> int:
-        return int(self.config.get("seed", state.config.seed))
+        return int(self.config.seed if self.config.seed is not None else state.config.seed)
 
     def _start(self, state) -> None:
         if self.schedule == "rand":  # the random order depends on the run seed
@@ -321,8 +342,8 @@ class ScheduledUnfreezing(Method):
             chosen: list[int] = []
             scores: dict[str, float] | None = None
             if self.schedule == "fun":
-                batches = state.fixed_batches(self.config["fisher_batches"])
-                scores = fisher_trace(self.model, batches, self.unit_params, label_mode=self.config["label_mode"],
+                batches = state.fixed_batches(self.config.fisher_batches)
+                scores = fisher_trace(self.model, batches, self.unit_params, label_mode=self.config.label_mode,
                                       seed=_run_seed(self._seed(state), step),
                                       autocast_dtype=getattr(state, "autocast_dtype", None))
                 best = max(frozen, key=lambda i: scores[self.unit_names[i]])
@@ -354,7 +375,7 @@ class ScheduledUnfreezing(Method):
         return {"schedule": self.schedule, "k": self.k, "units": self.unit_names,
                 "unit_kind": "adapter" if self.unit_names and self.unit_names[0].startswith("adapter") else "block",
                 "events": self.events, "order": self.unfreeze_order(),
-                "label_mode": self.config.get("label_mode")}
+                "label_mode": self.config.label_mode if self.schedule == "fun" else None}
 
     def state_dict(self) -> dict:
         return {"trainable": sorted(self.trainable), "events": self.events,
@@ -370,13 +391,24 @@ class ScheduledUnfreezing(Method):
 
 
 def _schedule_class(sid: str) -> type:
-    def __init__(self, **config: Any) -> None:
-        if "schedule" in config:
-            raise MethodError(f"Method {sid!r} is the schedule {sid!r}; use ScheduledUnfreezing(schedule=...) to pick another.")
-        ScheduledUnfreezing.__init__(self, schedule=sid, **config)
+    """The plug-in registered as ``sid``: :class:`ScheduledUnfreezing` with ``schedule`` fixed to ``sid``."""
 
-    cls = type(f"ScheduledUnfreezing_{sid.replace('-', '_')}", (ScheduledUnfreezing,),
-               {"__init__": __init__, "__doc__": f"Scheduled unfreezing, schedule {sid!r}: {SCHEDULES[sid]}."})
+    def validate(self) -> None:
+        if self.schedule != sid:
+            raise MethodError(f"Method {sid!r} is the schedule {sid!r}; use ScheduledUnfreezing(schedule=...) to pick "
+                              "another.")
+        ScheduledUnfreezingConfig.validate(self)
+
+    suffix = sid.replace("-", "_")
+    cfg = dataclasses.make_dataclass(
+        f"ScheduledUnfreezingConfig_{suffix}", [("schedule", str, option(sid, f"fixed: {SCHEDULES[sid]}"))],
+        bases=(ScheduledUnfreezingConfig,), frozen=True,
+        namespace={"validate": validate, "__doc__": f"Settings of the {sid!r} schedule ({SCHEDULES[sid]})."})
+    cls = type(f"ScheduledUnfreezing_{suffix}", (ScheduledUnfreezing,),
+               {"Config": cfg, "__doc__": f"Scheduled unfreezing, schedule {sid!r}: {SCHEDULES[sid]}."})
+    for c in (cfg, cls):  # importable by name, like any class of this module
+        c.__module__ = __name__
+        globals()[c.__name__] = c
     return register(sid)(cls)
 
 
@@ -384,9 +416,28 @@ for _sid in ("gu", "lpft", "fun", "rand", "gu-rev", "fixed"):
     _schedule_class(_sid)
 
 
+@dataclass(frozen=True)
+class FisherTrackerConfig(MethodConfig):
+    """Settings of :class:`FisherTracker` (registry id ``"fisher-tracker"``)."""
+
+    every: int = option(100, "optimiser steps between estimates (step 0 included), >= 1")
+    batches: int = option(10, "training batches per estimate (a fixed seeded set, the same at every estimate), >= 1")
+    label_mode: str = option("sample", "labels of the Fisher estimate: 'sample', 'argmax' or 'empirical' "
+                             "(see tutorfinetune.fisher)", choices=LABEL_MODES)
+    units: str = option("auto", "what a unit is: " + "; ".join(f"{k}: {v}" for k, v in UNIT_KINDS.items()),
+                        choices=UNIT_KINDS)
+    adapter_name: str = option("task", "the task adapter whose per-block parts are the units")
+    include_embeddings: bool = option(True, "in blocks mode, the embeddings are the lowest unit")
+
+    def validate(self) -> None:
+        if self.every < 1 or self.batches < 1:
+            raise MethodError(f"every and batches must be >= 1, got every={self.every}, batches={self.batches}.")
+
+
 @register("fisher-tracker")
 class FisherTracker(Method):
-    """Log tr(F) of every unit every ``every`` optimiser steps into the run history.
+    """Log tr(F) of every unit every ``every`` optimiser steps into the run history (options:
+    :class:`FisherTrackerConfig`).
 
     Columns ``trF:<unit>`` for each unit, ``trF_trainable`` (the sum over trainable units divided by
     their number, the paper's curve) and ``trF_total``. Costs about ``batches / every`` extra
@@ -395,47 +446,36 @@ class FisherTracker(Method):
     40 batches at 1.3x); 10 batches estimate tr(F) within the spread of 40-batch estimates with
     sampled labels, 5 batches rank the units the same but miss the level by about a third
     (benchmarks/README.md).
-
-    Args:
-        every: optimiser steps between estimates (step 0 included).
-        batches: training batches per estimate (a fixed seeded set, the same at every estimate).
-        label_mode: ``"sample"``, ``"argmax"`` or ``"empirical"`` (see :mod:`tutorfinetune.fisher`).
-        units, adapter_name, include_embeddings: as for :class:`ScheduledUnfreezing`.
     """
 
     name = "fisher-tracker"
-    stage = 20
+    Config = FisherTrackerConfig
+    stage = STAGE["watch"]
+    traits = frozenset({"tracks-fisher"})
+    unique = True
+    unique_message = ("Two Fisher trackers in one run: use one ({me!r}: every= sets how often it measures, "
+                      "batches= how precisely).")
 
-    def __init__(self, every: int = 100, batches: int = 10, label_mode: str = "sample", units: str = "auto",
-                 adapter_name: str = "task", include_embeddings: bool = True) -> None:
-        try:
-            every, batches = coerce("every", every, int), coerce("batches", batches, int)
-        except ConfigError as e:
-            raise MethodError(str(e)) from None
-        if every < 1 or batches < 1:
-            raise MethodError(f"every and batches must be >= 1, got every={every}, batches={batches}.")
-        if label_mode not in LABEL_MODES:
-            raise MethodError(f"Unknown label_mode {label_mode!r}; use one of {LABEL_MODES}.")
-        super().__init__(every=every, batches=batches, label_mode=label_mode, units=units,
-                         adapter_name=adapter_name, include_embeddings=include_embeddings)
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.unit_params: dict[str, list[nn.Parameter]] = {}
         self.model = None
 
     def prepare(self, model: nn.Module, blocks) -> None:
         try:
-            self.unit_params = find_units(model, blocks, self.config["units"], self.config["adapter_name"],
-                                          self.config["include_embeddings"])
+            self.unit_params = find_units(model, blocks, self.config.units, self.config.adapter_name,
+                                          self.config.include_embeddings)
         except FisherError as e:
             raise MethodError(str(e)) from None
         self.model = model
 
     def measure(self, state) -> dict[str, float]:
-        return fisher_trace(self.model, state.fixed_batches(self.config["batches"]), self.unit_params,
-                            label_mode=self.config["label_mode"], seed=_run_seed(state.config.seed, state.step, "track"),
+        return fisher_trace(self.model, state.fixed_batches(self.config.batches), self.unit_params,
+                            label_mode=self.config.label_mode, seed=_run_seed(state.config.seed, state.step, "track"),
                             autocast_dtype=getattr(state, "autocast_dtype", None))
 
     def on_step_start(self, state) -> None:
-        if state.step % self.config["every"]:
+        if state.step % self.config.every:
             return
         scores = self.measure(state)
         live = [u for u, ps in self.unit_params.items() if any(p.requires_grad for p in ps)]
