@@ -396,6 +396,9 @@ def test_describe_prints_and_returns_fields_types_defaults_help(capsys):
     assert "options: none" in methods.describe("full").text
     with pytest.raises(methods.MethodError, match="Did you mean 'graddrop'"):
         methods.describe("gradrop")
+    import inspect  # Jupyter's help on the class shows the config's fields
+
+    assert str(inspect.signature(methods.GradDrop)).startswith("(p: float = 0.3, variant: str = 'element'")
 
 
 def test_stages_order_the_preparation():

@@ -288,7 +288,7 @@ class Method:
             cls.Config.method = cls
             kinds = [p.kind for p in inspect.signature(cls.__init__).parameters.values()][1:]
             if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
-                cls.__signature__ = inspect.signature(cls.Config)  # what Jupyter's help shows: the config's fields
+                cls.__signature__ = inspect.signature(cls.Config, eval_str=True)  # Jupyter shows the fields
         for word in [*(cls.traits if isinstance(cls.traits, (set, frozenset)) else ()), *cls.excludes]:
             if word not in TRAITS:
                 raise MethodError(f"{cls.__name__} uses the trait {word!r}, which is not in methods.base.TRAITS."
