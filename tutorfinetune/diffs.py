@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .backbones import model_id
+from .backbones import BackboneError, block_map, model_id
 from .config import ConfigError, coerce
 
 __all__ = ["SparseError", "SparseDiff", "maskable_names", "resolve_k", "select_mask", "random_mask", "random_mask_like", "base_id",
@@ -282,8 +282,15 @@ class SparseDiff:
         return df
 
     # applying -------------------------------------------------------------------------------
-    def _check_fits(self, model: nn.Module, blocks=None) -> dict[str, nn.Parameter]:
+    def _check_fits(self, model: nn.Module, blocks=None, with_head: bool = True) -> dict[str, nn.Parameter]:
         params = dict(model.named_parameters())
+        if blocks is None:  # every apply checks the backbone: find the blocks when they are not given
+            try:
+                blocks = block_map(model)
+            except BackboneError as e:
+                if self.meta.get("model_id") or (with_head and self.head):
+                    raise SparseError(f"Cannot check that this diff fits the model ({e}); pass its blocks: "
+                                      "diff.apply(backbone.model, backbone.blocks).") from None
         if blocks is not None and self.meta.get("model_id") and self.meta["model_id"] != base_id(model, blocks):
             raise SparseError(
                 f"This diff was made for another backbone (model_id {self.meta['model_id']}, this model "
@@ -294,6 +301,14 @@ class SparseDiff:
                 raise SparseError(f"The model has no parameter {n!r}: this diff belongs to another architecture.")
             if tuple(params[n].shape) != tuple(s):
                 raise SparseError(f"Parameter {n!r} has shape {tuple(params[n].shape)} but the diff expects {tuple(s)}.")
+        if with_head and self.head and blocks is not None:
+            heads = set(head_names(model, blocks))
+            wrong = sorted(n for n in self.head if n in params and n not in heads)
+            if wrong:
+                raise SparseError(
+                    f"The diff's head holds {wrong[:3]}, which are not head parameters of this model (encoder "
+                    "weights): applying it would overwrite them. The diff file is damaged or was edited; "
+                    "re-create it with SparseDiff.save.")
         for n, t in self.head.items():
             if n in params and tuple(params[n].shape) != tuple(t.shape):
                 raise SparseError(f"Head parameter {n!r} has shape {tuple(params[n].shape)} but the diff's head "
@@ -313,7 +328,7 @@ class SparseDiff:
         if self.applied_to(model) and not allow_repeat:
             raise SparseError(f"Diff {self.meta['id']} is already applied to this model; applying it again would "
                               "add it twice. Call diff.revert(model) first, or pass allow_repeat=True.")
-        params = self._check_fits(model, blocks)
+        params = self._check_fits(model, blocks, with_head=with_head)
         saved, saved_head = {}, {}
         for n, (i, v, _) in self.deltas.items():
             p = params[n].data
@@ -413,6 +428,7 @@ class SparseDiff:
             meta = json.loads(header["meta"])
         except (KeyError, json.JSONDecodeError) as e:
             raise SparseError(f"{path}: the diff header is damaged ({e}). Re-create the file.") from None
+        _check_file_keys(path, tensors, shapes, meta)
         deltas = {}
         for n, s in shapes.items():
             v = tensors.get(f"values::{n}")
@@ -431,11 +447,34 @@ class SparseDiff:
                 raise SparseError(f"{path}: {n!r} holds NaN or infinite values.")
             deltas[n] = (i, v, tuple(s))
         head = {k.removeprefix("head::"): t for k, t in tensors.items() if k.startswith("head::")}
+        for n, t in head.items():
+            if not torch.isfinite(t).all():
+                raise SparseError(f"{path}: head tensor {n!r} holds NaN or infinite values; re-create the file.")
         return cls(deltas, head, meta)
 
     def __repr__(self) -> str:
         return (f"SparseDiff({self.meta.get('kind', 'diff')}, {self.changed:,} entries in {len(self.deltas)} tensors, "
                 f"head={'yes' if self.head else 'no'}, {self.stored_bytes() / 2**20:.2f} MiB)")
+
+
+def _check_file_keys(path: Path, tensors: Mapping[str, torch.Tensor], shapes: Any, meta: Any) -> None:
+    """A diff file holds ``values::``/``indices::`` tensors of the names in its header and ``head::``
+    tensors that are not among them (a head entry naming an encoder weight would overwrite it)."""
+    if not isinstance(shapes, dict) or not all(isinstance(s, list) and all(isinstance(d, int) for d in s)
+                                               for s in shapes.values()) or not isinstance(meta, dict):
+        raise SparseError(f"{path}: the diff header is damaged (shapes or meta of the wrong type). Re-create the file.")
+    allowed = {f"{kind}::{n}" for n in shapes for kind in ("values", "indices")}
+    unexpected = sorted(k for k in tensors if k not in allowed and not k.startswith("head::"))
+    if unexpected:
+        raise SparseError(f"{path} holds tensors a sparse diff never has ({unexpected[:3]}): the file is damaged or "
+                          "was edited. Re-create it with SparseDiff.save.")
+    units = meta.get("units") if isinstance(meta.get("units"), dict) else {}
+    heads = [k.removeprefix("head::") for k in tensors if k.startswith("head::")]
+    encoder = sorted(n for n in heads if n in shapes or n in units)  # names of the diff's own (encoder) tensors
+    if encoder:
+        raise SparseError(f"{path}: the head entries {encoder[:3]} name tensors of the encoder, which a diff's head "
+                          "never holds (applying them would overwrite encoder weights). The file is damaged or was "
+                          "edited; re-create it with SparseDiff.save.")
 
 
 def compose(*diffs: SparseDiff) -> SparseDiff:

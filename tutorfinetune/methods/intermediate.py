@@ -156,13 +156,35 @@ class Intermediate:
         except Exception as e:  # OSError, JSON errors, safetensors' own error type for a truncated file
             raise STILTsError(f"Cannot read the intermediate model in {folder} ({type(e).__name__}: {e}); delete "
                               "the folder and train it again.") from None
-        if meta.get("format") != FORMAT or "id" not in meta:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or "id" not in meta:
             raise STILTsError(f"{folder}/meta.json is not a {FORMAT} manifest; delete the folder and train again.")
-        return cls(state=state, head=head, meta=meta)
+        inter = cls(state=state, head=head, meta=meta)
+        _check_weights(inter, f"in {folder}")
+        return inter
 
     def __repr__(self) -> str:
         return (f"Intermediate({self.id}, task={self.task!r}, backbone={self.meta.get('backbone')!r}, "
                 f"kind={self.meta.get('kind')}, dev accuracy={self.dev_accuracy():.3f})")
+
+
+def _check_weights(inter: Intermediate, where: str, prefix: str | None = None) -> None:
+    """Every value finite (a NaN in rows no text uses would be carried silently, and one anywhere would
+    later look like a learning-rate problem); the head holds no encoder weight (it would overwrite one)."""
+    for part, tensors in (("encoder", inter.state), ("head", inter.head or {})):
+        for k, t in tensors.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                bad = int((~torch.isfinite(t)).sum())
+                raise STILTsError(
+                    f"The intermediate model {where}: {part} weight {k!r} holds {bad} NaN or infinite values "
+                    "(the intermediate run diverged, or the file is damaged). Delete it and train the intermediate "
+                    "task again (with a lower lr if it diverged).")
+    heads = list(inter.head or {})
+    encoder = [k for k in heads if (prefix is not None and k.startswith(prefix + ".")) or k.partition(".")[2] in inter.state]
+    if encoder:
+        raise STILTsError(
+            f"The intermediate model {where}: its head holds encoder weights ({encoder[:3]}), which would "
+            "overwrite the carried encoder. A head holds only the classification layers; the files are damaged or "
+            "were edited. Delete them and train the intermediate task again.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +254,7 @@ class FromIntermediate(Method):
                 f"load_backbone({inter.meta.get('backbone')!r}, ...), or train the intermediate task on this backbone.")
         base = getattr(model, model.base_model_prefix)
         own = base.state_dict()
+        _check_weights(inter, f"{inter.id} ({inter.task!r})", prefix=model.base_model_prefix)
         missing, extra = sorted(set(own) - set(inter.state)), sorted(set(inter.state) - set(own))
         shapes = [k for k in own if k in inter.state and tuple(own[k].shape) != tuple(inter.state[k].shape)]
         if missing or extra or shapes:
