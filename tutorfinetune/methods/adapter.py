@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,14 +237,79 @@ def save_adapter(model: nn.Module, name: str, path: str | Path, backbone: str = 
     return path
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AdapterError(f"{path} is damaged ({e}); save the adapter again.") from None
+    if not isinstance(data, dict):
+        raise AdapterError(f"{path} is damaged (not a JSON object); save the adapter again.")
+    return data
+
+
+_WEIGHT_FILES = ("adapter.safetensors", "pytorch_adapter.safetensors", "pytorch_adapter.bin")
+
+
+def _adapter_weight_shapes(path: Path) -> dict[str, tuple]:
+    """Names and shapes of the adapter's weights (AdapterHub writes adapter.safetensors, older versions
+    pytorch_adapter.bin); AdapterError when the file is missing, truncated or not readable."""
+    for name in _WEIGHT_FILES:
+        f = path / name
+        if not f.is_file():
+            continue
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), "pt") as sf:
+                    return {k: tuple(sf.get_slice(k).get_shape()) for k in sf.keys()}
+            import torch
+
+            return {k: tuple(v.shape) for k, v in torch.load(f, map_location="cpu", weights_only=True).items()}
+        except Exception as e:  # truncated safetensors, a zip archive cut short, a pickle payload
+            raise AdapterError(f"{f} is damaged or truncated, or not an adapter file this package can read safely "
+                               f"({type(e).__name__}: {str(e)[:160]}). Save or download the adapter again.") from None
+    raise AdapterError(f"{path} holds no adapter weights ({' or '.join(_WEIGHT_FILES)}): the folder is incomplete.")
+
+
+def _check_adapter_folder(model: nn.Module, path: Path) -> None:
+    """Before loading, so that nothing loads partially: the adapter's weights are readable, made for this
+    model type and hidden size (adapter_config.json), and cover exactly this model's blocks (an adapter
+    from a backbone with more or fewer blocks would otherwise load into some blocks only). Other shape
+    mismatches are refused by ``adapters`` itself (reported as an AdapterError below)."""
+    conf = _read_json(path / "adapter_config.json")
+    cfg = model.config
+    mine = {"model_type": getattr(cfg, "model_type", None), "hidden_size": getattr(cfg, "hidden_size", None)}
+    other = {k: conf.get(k) for k in mine if conf.get(k) is not None}
+    diff = {k: (v, mine[k]) for k, v in other.items() if v != mine[k]}
+    if diff:
+        raise AdapterError(f"The adapter in {path} was made for another backbone ({conf.get('model_name') or conf.get('model_class') or 'unknown'}): "
+                           + ", ".join(f"{k} {a} != {b}" for k, (a, b) in diff.items())
+                           + ". Load it into the backbone it was trained for.")
+    shapes = _adapter_weight_shapes(path)
+    n_blocks = int(getattr(cfg, "num_hidden_layers", 0) or len(block_map(model).blocks))
+    layers = {int(m.group(1)) for k in shapes for m in [re.search(r"\.(?:layer|layers|h|block)\.(\d+)\.", k)] if m}
+    leave_out = {int(i) for i in ((conf.get("config") or {}).get("leave_out") or []) if str(i).lstrip("-").isdigit()}
+    expected = set(range(n_blocks)) - {i % n_blocks for i in leave_out} if n_blocks else set()
+    if layers and layers != expected:
+        have = max(layers) + 1
+        raise AdapterError(
+            f"The adapter in {path} has weights for blocks {sorted(layers)[:8]}{' ...' if len(layers) > 8 else ''} "
+            f"(a backbone of at least {have} blocks), but this model has {n_blocks} blocks"
+            + (f" (leave_out {sorted(leave_out)})" if leave_out else "")
+            + ": it would load only partially. Load it into the backbone it was trained for "
+            f"({conf.get('model_name') or conf.get('model_class') or 'see adapter_config.json'}).")
+
+
 def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, set_active: bool = True,
                  with_head: bool = True) -> str:
     """Load an adapter saved by :func:`save_adapter` (or AdapterHub) into ``model``; returns its name.
 
     With ``with_head`` the saved classification head (pooler + classifier) replaces the model's.
 
-    Raises AdapterError when the folder is not an adapter, or when it was trained for a backbone of
-    another type or size.
+    Raises AdapterError when the folder is not an adapter, when it was trained for a backbone of
+    another type, width or number of blocks (checked with or without tutorfinetune's metadata file, so
+    that nothing loads partially), or when one of its files is damaged or truncated.
     """
     path = Path(path)
     if not (path / "adapter_config.json").is_file():
@@ -251,7 +317,7 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
     ensure_adapters(model)
     tag = path / "tutorfinetune.json"
     if tag.is_file():
-        meta = json.loads(tag.read_text())
+        meta = _read_json(tag)
         mine = {"model_type": model.config.model_type, "hidden_size": model.config.hidden_size,
                 "num_hidden_layers": model.config.num_hidden_layers}
         diff = {k: (meta.get(k), v) for k, v in mine.items() if meta.get(k) != v}
@@ -261,6 +327,7 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
                 + ", ".join(f"{k} {a} != {b}" for k, (a, b) in diff.items())
                 + ". Load it into the backbone it was trained for."
             )
+    _check_adapter_folder(model, path)
     if name and name in adapter_names(model):
         raise AdapterError(f"An adapter named {name!r} is already in the model; pass another name.")
     try:
@@ -269,7 +336,11 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
     except (RuntimeError, ValueError, KeyError) as e:
         raise AdapterError(f"Could not load the adapter in {path} into this backbone: {e}") from None
     if with_head and (path / "head.safetensors").is_file():
-        state = load_file(str(path / "head.safetensors"))
+        try:
+            state = load_file(str(path / "head.safetensors"))
+        except Exception as e:  # safetensors' own error type for a truncated or garbled file
+            raise AdapterError(f"{path}/head.safetensors is damaged or truncated ({e}); save the adapter again, or "
+                               "pass with_head=False to load the adapter alone.") from None
         for i, m in enumerate(block_map(model).head):
             part = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)}
             try:
