@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import uuid
 from pathlib import Path
@@ -52,15 +53,47 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def _damaged(path: Path, what: str) -> TrainingError:
+    return TrainingError(
+        f"Checkpoint {path} is damaged: {what}. Delete that folder; then resume from an earlier checkpoint "
+        "(resume_from=<its folder>, or 'auto' picks the newest left) or start fresh with resume_from=None.")
+
+
 def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fingerprint: str) -> tuple[int, list]:
-    meta = json.loads((path / "meta.json").read_text())
+    """Restore a checkpoint written by :func:`save_checkpoint`. A missing, truncated or garbled file is a
+    TrainingError that says so (before anything is restored); a trainer state holding Python objects (a
+    pickle payload) is refused as not written by this package, and nothing unsafe is suggested."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise _damaged(path, f"meta.json cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, "meta.json is not a JSON object")
     if meta.get("fingerprint") != fingerprint:
         raise TrainingError(
             f"Checkpoint {path} belongs to another run (its config, task, backbone or methods differ). "
             "Resume with the same settings, or start fresh with resume_from=None."
         )
-    load_model(state.model, str(path / "model.safetensors"))
-    blob = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused objects: not a state this package wrote
+        raise TrainingError(
+            f"{path / 'trainer_state.pt'} is not a checkpoint this package wrote: it holds Python objects that a "
+            "safe load refuses (a pickle payload). Do not load it; delete the folder, and resume from a checkpoint "
+            "tutorfinetune wrote or start fresh with resume_from=None.") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:  # truncated zip, short read
+        raise _damaged(path, f"trainer_state.pt cannot be read ({type(e).__name__}: {str(e)[:160]}; truncated?)") from None
+    needed = ("optimizer", "scheduler", "torch_rng", "cuda_rng", "step", "history", "methods")
+    if not isinstance(blob, dict) or any(k not in blob for k in needed):
+        raise _damaged(path, "trainer_state.pt lacks the optimiser, scheduler, RNG or history state")
+    try:
+        load_model(state.model, str(path / "model.safetensors"))
+    except FileNotFoundError:
+        raise _damaged(path, "model.safetensors is missing") from None
+    except RuntimeError as e:  # a model of another shape: the message names the tensors
+        raise TrainingError(f"Checkpoint {path} does not fit this model ({str(e)[:200]}).") from None
+    except Exception as e:  # safetensors' own error type for a truncated or garbled file
+        raise _damaged(path, f"model.safetensors cannot be read ({type(e).__name__}: {str(e)[:160]}; truncated?)") from None
     state.optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
