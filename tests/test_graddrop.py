@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tutorfinetune import load_backbone, train
+from tutorfinetune import load_backbone, methods, train
 from tutorfinetune.methods import GradDrop, MethodError, resolve
 from tutorfinetune.methods.base import Method
 from tutorfinetune.methods.graddrop import draw_keep, expected_kept, preview_masks
@@ -325,3 +325,61 @@ def test_nothing_to_mask_is_refused(toy_task, fast_config):
         p.requires_grad_(False)
     with pytest.raises(MethodError, match="nothing to mask"):
         train(bb, toy_task, fast_config, ["graddrop"], store=None, verbose=False)
+
+
+# --------------------------------------------------------------------------------------------
+# AdamW's step shrinkage under GradDrop (issue 21): measured on a toy problem, and compensated
+# --------------------------------------------------------------------------------------------
+def _toy_step(p: float, steps: int = 160, **options) -> float:
+    """A toy problem with a constant gradient (loss = Σ w·θ, w > 0) on a 'body' of two linear layers, trained
+    with AdamW (lr 1e-3, no weight decay) and the real GradDrop plug-in in between backward and the step.
+    Returns the mean displacement per step and entry along -w, over the last half of the run."""
+    from types import SimpleNamespace
+
+    from tutorfinetune.backbones import BlockMap
+
+    torch.manual_seed(0)
+    emb, blk, head = torch.nn.Linear(48, 48), torch.nn.Linear(48, 48), torch.nn.Linear(48, 2)
+    model = torch.nn.ModuleDict({"emb": emb, "blk": blk, "head": head})
+    blocks = BlockMap(embeddings=emb, blocks=[blk], head=[head])
+    gd = resolve([("graddrop", {"p": p, **options})])[0]
+    gd.prepare(model, blocks)
+    body = [emb.weight, blk.weight]
+    w = [torch.rand_like(t) + 0.5 for t in body]
+    opt = torch.optim.AdamW([q for q in model.parameters()], lr=1e-3, weight_decay=0.0)
+    state = SimpleNamespace(step=0, epoch=0, total_steps=steps, steps_per_epoch=steps, optimizer=opt,
+                            config=SimpleNamespace(seed=0), log=lambda **kw: None)
+    moved = []
+    for t in range(steps):
+        state.step = t
+        before = [q.detach().clone() for q in body]
+        gd.on_step_start(state)
+        opt.zero_grad()
+        sum((q * wi).sum() for q, wi in zip(body, w)).backward()
+        gd.after_backward(state)
+        opt.step()
+        gd.after_step(state)
+        if t >= steps // 2:
+            moved.append(float(torch.cat([(b - q.detach()).flatten() for q, b in zip(body, before)]).mean()))
+    return sum(moved) / len(moved)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.7])
+def test_graddrop_shrinks_the_adamw_step_by_sqrt_keep_and_compensation_undoes_it(p):
+    base = _toy_step(0.0)
+    assert base == pytest.approx(1e-3, rel=0.02)  # Adam's step with a constant gradient: lr
+    shrunk = _toy_step(p) / base
+    assert shrunk == pytest.approx((1 - p) ** 0.5, abs=0.04)  # the shrinkage, measured: sqrt(1 - p)
+    assert _toy_step(p, rescale=True) / base == pytest.approx(shrunk, abs=0.02)  # rescale cannot undo it
+    assert _toy_step(p, compensate="sqrt") / base == pytest.approx(1.0, abs=0.05)  # lr x 1/sqrt(1-p) does
+    skip = _toy_step(p, mode="skip") / base  # skip: dropped entries keep their moments and do not move
+    assert skip == pytest.approx((1 - p) ** 0.5, abs=0.04) and skip < shrunk
+    assert _toy_step(p, mode="skip", compensate="sqrt") / base == pytest.approx(1.0, abs=0.06)
+    assert _toy_step(p, compensate="linear") / base == pytest.approx((1 - p) ** -0.5, abs=0.06)  # over-compensates
+
+
+def test_compensation_is_recorded_only_when_set():
+    assert methods.get("graddrop", p=0.3).describe() == methods.get("graddrop", p=0.3, compensate="none").describe()
+    assert methods.get("graddrop", compensate="sqrt").describe()["compensate"] == "sqrt"
+    with pytest.raises(MethodError, match="Did you mean 'sqrt'"):
+        methods.get("graddrop", compensate="sqr")
