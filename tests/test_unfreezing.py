@@ -304,3 +304,39 @@ def test_fixed_batches_are_seeded_length_grouped_and_leave_the_rng_alone(toy_tas
     other = TrainState(model=bb.model, blocks=bb.blocks, config=fast_config.replace(seed=1), task=toy_task,
                        train_data=enc, pad_id=bb.tokenizer.pad_token_id)
     assert rows(other.fixed_batches(2)) != rows(state.fixed_batches(2))
+
+
+# --------------------------------------------------------------------------------------------
+# The protocol's schedules (issue 21): after warm-up, every unit at least half the run, FUN per parameter
+# --------------------------------------------------------------------------------------------
+def test_protocol_k_starts_after_warmup_and_leaves_half_the_run():
+    from tutorfinetune.methods.unfreezing import protocol_k
+
+    k = protocol_k(1200, units=7, warmup_steps=60)
+    assert k > 60 and 7 * k <= 600  # first unit after warm-up, last one by half-way
+    assert protocol_k(600, units=6, warmup_steps=0) == 50
+    with pytest.raises(methods.MethodError, match=r"Train longer \(>= 855 steps\)"):
+        protocol_k(600, units=7, warmup_steps=60)
+    assert protocol_k(855, units=7, warmup_steps=60) > 60  # the length the message asks for is enough
+
+
+def test_a_schedule_inside_the_warmup_warns(tiny, toy_task, fast_config):
+    from tutorfinetune.methods.unfreezing import ScheduleWarning
+
+    with pytest.warns(ScheduleWarning, match="inside the learning-rate warm-up"):
+        train(tiny(), toy_task, fast_config.replace(max_steps=10, warmup=0.5), ["full", ("gu", {"k": 2})],
+              store=None, verbose=False)
+
+
+def test_fun_per_parameter_scores_divide_by_size(tiny, toy_task, fast_config):
+    res = {}
+    for score in ("trace", "per-parameter"):
+        r = train(tiny(), toy_task, fast_config.replace(max_steps=4), ["full", ("fun", {"k": 2, "fisher_batches": 1,
+                                                                                        "fun_score": score})],
+                  store=None, verbose=False)
+        res[score] = r.history.filter(like="fun_trF:").dropna(how="all").iloc[0]
+    bb = tiny()
+    sizes = {"embeddings": sum(p.numel() for p in bb.blocks.parameters("embeddings"))}
+    emb_trace, emb_per = res["trace"]["fun_trF:embeddings"], res["per-parameter"]["fun_trF:embeddings"]
+    assert emb_per == pytest.approx(emb_trace / sizes["embeddings"], rel=1e-5)
+    assert methods.get("fun", k=5).describe() == methods.get("fun", k=5, fun_score="trace").describe()

@@ -38,7 +38,7 @@ from ..fisher import LABEL_MODES, FisherError, find_units, fisher_trace
 from .base import STAGE, UNIT_KINDS, Method, MethodConfig, MethodError, option, register
 
 __all__ = ["SCHEDULES", "ScheduledUnfreezing", "ScheduledUnfreezingConfig", "FisherTracker", "FisherTrackerConfig",
-           "ScheduleWarning", "plan_schedule", "trainability", "trainability_from_history", "schedule_methods", "auto_k",
+           "ScheduleWarning", "plan_schedule", "trainability", "trainability_from_history", "schedule_methods", "auto_k", "protocol_k",
            "n_units"]
 
 SCHEDULES = {
@@ -135,6 +135,21 @@ def auto_k(total_steps: int, units: int, share: float = 1 / 3) -> int:
     return max(1, int(total_steps * share) // max(1, units))
 
 
+def protocol_k(total_steps: int, units: int, warmup_steps: int = 0, train_share: float = 0.5) -> int:
+    """The unfreezing interval of the fair protocol (issue 21): the first unit joins after the learning-rate
+    warm-up has ended (k > warmup_steps, so the top unit's head start is not spent at a tiny lr), and the
+    last one by ``1 - train_share`` of the run (every unit trains for at least ``train_share`` of it): the
+    largest such k, as the papers use long intervals. Raises MethodError when no k satisfies both."""
+    total, n, warm = int(total_steps), max(1, int(units)), int(warmup_steps)
+    latest = int(total * (1 - train_share)) // n  # n events at k, 2k, ..., n k <= (1 - share) total
+    if latest <= warm:
+        raise MethodError(
+            f"No unfreezing interval fits {total} steps, {n} units and {warm} warm-up steps: the first unit must join "
+            f"after the warm-up (k > {warm}) and the last by step {int(total * (1 - train_share))}. Train longer "
+            f"(>= {int((warm + 1) * n / (1 - train_share)) + 1} steps) or shorten the warm-up.")
+    return latest
+
+
 def schedule_methods(schedule: str, body: str = "adapter", k: int = 50, *, fisher_batches: int = 40,
                      label_mode: str = "sample", track_every: int | None = None, track_batches: int = 5,
                      adapter: Any = "adapter") -> list:
@@ -193,6 +208,9 @@ class ScheduledUnfreezingConfig(MethodConfig):
     adapter_name: str = option("task", "the task adapter whose per-block parts are the units")
     include_embeddings: bool = option(True, "in blocks mode, the embeddings are the lowest unit")
     fisher_batches: int = option(40, "FUN: training batches per tr(F) estimate, >= 1 (the paper: 40)")
+    fun_score: str = option("trace", "FUN: how a unit is scored: 'trace' (tr(F), the sum over its parameters: the "
+                            "paper) or 'per-parameter' (tr(F) / its parameter count, so the embeddings do not win "
+                            "by size alone) [D]", choices=("trace", "per-parameter"))
     label_mode: str = option("sample", "FUN: labels of the Fisher estimate: 'sample' (the paper), 'argmax' (the "
                              "authors' code) or 'empirical' (the gold labels)", choices=LABEL_MODES)
     seed: int | None = option(None, "seeds the random order of 'rand' and FUN's label sampling (None: the run seed)")
@@ -236,6 +254,7 @@ class ScheduledUnfreezing(Method):
         self.model = None
         self.blocks = None
         self._warned = False
+        self._warned_warmup = False
         self._started = False
 
     @property
@@ -266,6 +285,8 @@ class ScheduledUnfreezing(Method):
             out["order"] = c.order if isinstance(c.order, str) else list(c.order)
         if c.schedule == "fun":
             out.update(fisher_batches=c.fisher_batches, label_mode=c.label_mode)
+            if c.fun_score != "trace":  # only when set, so runs without it keep their fingerprints
+                out["fun_score"] = c.fun_score
         if c.seed is not None:
             out["seed"] = c.seed
         return out
@@ -318,6 +339,15 @@ class ScheduledUnfreezing(Method):
         if self.schedule == "rand":  # the random order depends on the run seed
             self.initial, self.plan = plan_schedule("rand", len(self.unit_names), self.k, seed=self._seed(state))
         total = int(state.total_steps or 0)
+        cfg = getattr(state, "config", None)
+        warm = int(round(float(getattr(cfg, "warmup", 0.0) or 0.0) * total)) if total else 0
+        if self.plan and warm and self.plan[0][0] < warm and not self._warned_warmup:
+            warnings.warn(
+                f"Schedule {self.name!r}: the first unit joins at step {self.plan[0][0]}, inside the learning-rate "
+                f"warm-up ({warm} steps), so the units trainable from the start get little head start at a tiny lr. "
+                "Use k > the warm-up steps (tutorfinetune.methods.unfreezing.protocol_k) or warmup=0.",
+                ScheduleWarning, stacklevel=3)
+            self._warned_warmup = True
         late = [(s, us) for s, us in self.plan if s >= total] if total else []
         if late and not self._warned:
             n_late = sum(len(us) if us is not None else 1 for _, us in late)
@@ -346,6 +376,8 @@ class ScheduledUnfreezing(Method):
                 scores = fisher_trace(self.model, batches, self.unit_params, label_mode=self.config.label_mode,
                                       seed=_run_seed(self._seed(state), step),
                                       autocast_dtype=getattr(state, "autocast_dtype", None))
+                if self.config.fun_score == "per-parameter":
+                    scores = {u: v / max(1, sum(p.numel() for p in self.unit_params[u])) for u, v in scores.items()}
                 best = max(frozen, key=lambda i: scores[self.unit_names[i]])
                 chosen = [best]
                 state.log(**{f"fun_trF:{u}": v for u, v in scores.items()})
