@@ -47,28 +47,27 @@ def _base_state(model):
 
 # --- config and registry ----------------------------------------------------------------------------
 def test_registered_with_a_typed_config():
+    import dataclasses
+
     assert "lora" in tft.methods.available()
     m = tft.methods.get("lora", r=8)
-    assert isinstance(m, LoRA) and m.cfg == LoRAConfig(r=8)
+    assert isinstance(m, LoRA) and m.config == LoRAConfig(r=8) and m.stage == tft.methods.STAGE["adapt"]
     assert m.describe() == {"name": "lora", "r": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": "qv",
                             "train_head": True, "bias": "none", "adapter_name": "task"}
-    # papermill strings, a config object, a dict: the same settings
+    # papermill strings, keywords, a config object, a bare config: the same settings
     a = tft.methods.resolve([("lora", {"r": "4", "alpha": "16", "target_modules": "query,key", "train_head": "false"})])[0]
     b = LoRA(LoRAConfig(r=4, alpha=16, target_modules=("query", "key"), train_head=False))
-    assert a.cfg == b.cfg and a.describe() == b.describe() and a.cfg.target_modules == ("query", "key")
-    assert LoRA({"r": 4}, alpha=2).cfg == LoRAConfig(r=4, alpha=2.0)
+    c = tft.methods.resolve([LoRAConfig(r=4, alpha=16.0, target_modules=["query", "key"], train_head=False)])[0]
+    assert a.config == b.config == c.config and a.describe() == b.describe() == LoRA(4, 16.0, train_head=False,
+                                                                                    target_modules="query,key").describe()
+    assert a.config.target_modules == ("query", "key") and a.config["r"] == 4
     cfg = LoRAConfig(r=16, target_modules="all-linear")
     assert LoRAConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.replace(r=2).r == 2 and cfg.r == 16
-    assert all(LoRAConfig.help().values())
-    with pytest.raises(dataclasses_frozen_error()):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.r = 3
-
-
-def dataclasses_frozen_error():
-    import dataclasses
-
-    return dataclasses.FrozenInstanceError
+    text = str(tft.methods.describe("lora", file=open("/dev/null", "w")))
+    assert "r: int = 8" in text and "rank of the update" in text and "one per run" in text
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -78,7 +77,7 @@ def dataclasses_frozen_error():
     ({"alpha": 0}, "alpha must be > 0"),
     ({"dropout": 1.0}, r"dropout must be a probability in \[0, 1\)"),
     ({"bias": "some"}, "Unknown LoRA bias 'some'"),
-    ({"rank": 8}, "Unknown LoRA setting 'rank'"),
+    ({"rank": 8}, "Unknown 'lora' option 'rank'"),
     ({"target_modules": []}, "target_modules is empty"),
 ])
 def test_bad_settings_say_what_to_fix(settings, match):
@@ -278,6 +277,9 @@ def test_from_intermediate_loads_the_encoder_before_lora(toy_task):
     for k, v in inter.state.items():
         if not k.startswith("pooler"):
             assert torch.equal(now[k], v), k  # the carried encoder, frozen under LoRA
+    # an intermediate phase with LoRA would carry the pretrained encoder unchanged
+    with pytest.raises(st.STILTsError, match="cannot use 'lora'.*merge_lora"):
+        st.train_intermediate("tiny", multiple_choice_task(mc_frame(), "toy-mc"), cfg, methods=["lora"], store=None)
 
 
 @pytest.mark.parametrize("others, match", [
@@ -286,14 +288,23 @@ def test_from_intermediate_loads_the_encoder_before_lora(toy_task):
     (["linear-probe"], "'linear-probe' trains the head only"),
     (["sparse-update"], "sparse fine-tuning.*'lora' freezes them"),
     (["lora"], "Two 'lora' plug-ins"),
-    ([("gu", {"units": "blocks"})], "units='blocks' would unfreeze the pretrained blocks"),
-    ([("gu", {"adapter_name": "other"})], "looks for adapter 'other'"),
 ])
 def test_combinations_that_make_no_sense_are_refused(others, match):
     with pytest.raises(MethodError, match=match):
         tft.methods.resolve(["lora", *others])
-    with pytest.raises(MethodError, match="train_head=False cannot hold"):
-        tft.methods.resolve([("lora", {"train_head": False}), "gu"])
+
+
+@pytest.mark.parametrize("methods, match", [
+    (["lora", ("gu", {"units": "blocks"})], "units='blocks' would unfreeze the pretrained blocks"),
+    (["lora", ("gu", {"adapter_name": "other"})], "looks for adapter 'other'"),
+    ([("lora", {"train_head": False}), "gu"], "train_head=False cannot hold"),
+])
+def test_schedules_that_would_train_what_lora_freezes_are_refused_at_prepare(methods, match, tiny):
+    bb = tiny()
+    lora = tft.methods.resolve(methods)[0]
+    with pytest.raises(LoRAError, match=match):
+        lora.prepare(bb.model, bb.blocks)
+    assert not has_lora(bb.model)
 
 
 def test_a_model_that_already_holds_lora_is_refused(tiny):

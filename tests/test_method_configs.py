@@ -161,6 +161,13 @@ CASES = {
     "from-intermediate no pooler": lambda t: ("from-intermediate", {"intermediate": _inter(), "carry_pooler": False}),
     "from-intermediate no check": lambda t: ("from-intermediate", {"intermediate": _inter(), "check_backbone": False}),
     "FromIntermediate(inter) positional": lambda t: _cls("FromIntermediate", _inter(task="domains")),
+    # LoRA through PEFT (issue 18): notebook 02b, leaderboard, benchmarks, tests
+    "lora": lambda t: ("lora", {}),
+    "lora r=8 (leaderboard)": lambda t: ("lora", {"r": 8}),
+    "lora r=8 all-linear (leaderboard)": lambda t: ("lora", {"r": 8, "target_modules": "all-linear"}),
+    "lora r=4 alpha=16 dropout=0.1": lambda t: ("lora", {"r": 4, "alpha": 16, "dropout": 0.1}),
+    "lora papermill strings": lambda t: ("lora", {"r": "8", "target_modules": "query,value", "train_head": "false"}),
+    "LoRA(LoRAConfig(r=16))": lambda t: _cls("LoRA", _cls("LoRAConfig", r=16)),
 }
 
 #: combinations: the resolved order, the run's method label and the describe list (what fingerprints hash)
@@ -187,6 +194,12 @@ COMBOS = {
                                             ("from-intermediate", {"intermediate": "<inter>"})],
     "adapter stacked + swap": [("adapter", {"stack_on": "source"}), "<swap>"],
     "two adapters": [("adapter", {"name": "a"}), ("adapter", {"name": "b", "stack_on": "a"})],
+    "lora": ["lora"],
+    "lora + gu k=12": ["lora", ("gu", {"k": 12})],
+    "lora + guided-dropout (sorted)": ["lora", ("guided-dropout", {"scores": "<obj>"})],
+    "graddrop + tracker + lora (sorted)": [("graddrop", {"p": 0.3}), ("fisher-tracker", {"every": 5, "batches": 1}),
+                                           "lora"],
+    "lora + from-intermediate (sorted)": ["lora", ("from-intermediate", {"intermediate": "<inter>"})],
 }
 
 
@@ -280,7 +293,7 @@ PLUGINS = {"full": "FullFineTuning", "freeze-embeddings": "FreezeEmbeddings", "l
            "gu-rev": "ScheduledUnfreezing_gu_rev", "fixed": "ScheduledUnfreezing_fixed",
            "fisher-tracker": "FisherTracker", "graddrop": "GradDrop", "guided-dropout": "GuidedDropout",
            "standard-dropout": "StandardDropout", "gaussian-dropout": "GaussianDropout",
-           "sparse-update": "SparseUpdate", "from-intermediate": "FromIntermediate"}
+           "sparse-update": "SparseUpdate", "from-intermediate": "FromIntermediate", "lora": "LoRA"}
 
 
 def test_every_plugin_is_registered_once_under_a_unique_id():
@@ -408,7 +421,9 @@ def test_stages_order_the_preparation():
     assert [m.name for m in got] == ["from-intermediate", "adapter", "gu", "fisher-tracker", "graddrop"]
     got = methods.resolve(["graddrop", "sparse-update", "full"])
     assert [m.name for m in got] == ["full", "lt-sft-dense", "graddrop"]
-    assert methods.STAGE == {"load": -10, "build": 0, "schedule": 10, "watch": 20, "select": 25, "mask": 30}
+    assert methods.STAGE == {"load": -10, "build": 0, "adapt": 5, "schedule": 10, "watch": 20, "select": 25, "mask": 30}
+    got = methods.resolve([("gu", {"k": 2}), "lora", ("guided-dropout", {"scores": _scores_obj()})])
+    assert [m.name for m in got] == ["guided-dropout", "lora", "gu"]
 
 
 #: combinations that are refused: (methods, error class name, message parts); every rule in force before

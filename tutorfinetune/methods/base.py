@@ -80,6 +80,7 @@ class MethodError(ValueError):
 STAGE: dict[str, int] = {
     "load": -10,      # replace the encoder's weights: every later plug-in sees them (from-intermediate)
     "build": 0,       # add modules, decide what trains and the dropout (full, adapter, dropout plug-ins)
+    "adapt": 5,       # wrap pretrained layers in place, after the dropout plug-ins saw the plain model (LoRA)
     "schedule": 10,   # freeze units and unfreeze them during training (scheduled unfreezing)
     "watch": 20,      # measure the units a schedule left (Fisher tracker)
     "select": 25,     # restrict training to selected entries (sparse fine-tuning)

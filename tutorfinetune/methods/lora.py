@@ -18,9 +18,12 @@ everything but the LoRA matrices and the BlockMap head is frozen. The PEFT adapt
 unfreezing, GradDrop's layer variant and the Fisher tracker find its per-block units (the LoRA
 matrices inside block j are unit ``adapter{j}``; :func:`tutorfinetune.fisher.find_units`).
 
-It prepares after ``"from-intermediate"`` (which loads an encoder into the plain model) and guided
-dropout (whose Fisher scores are of the pretrained sublayers), before schedules and trackers. It
-refuses to run beside ``"adapter"``, ``"full"``, ``"linear-probe"`` and ``"sparse-update"``.
+It prepares at stage ``"adapt"``: after ``"from-intermediate"`` (which loads an encoder into the
+plain model) and the dropout plug-ins (guided dropout's Fisher scores are of the pretrained
+sublayers; Gaussian dropout must not replace LoRA's own dropout), before schedules and trackers. Its
+traits refuse ``"adapter"``, ``"full"``, ``"linear-probe"`` and ``"sparse-update"`` beside it, and a
+second ``"lora"``; a schedule over the pretrained blocks (``units="blocks"`` or another
+``adapter_name``) or with ``train_head=False`` is refused when the run prepares.
 
 Saved LoRAs are PEFT's format (``adapter_config.json`` + ``adapter_model.safetensors``; the head is
 stored the PEFT way, as ``modules_to_save``), so ``peft.PeftModel.from_pretrained(base_model, path)``
@@ -33,9 +36,8 @@ transformers 4.57.6.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +47,7 @@ from torch import nn
 
 from ..backbones import Backbone, block_map, is_multiple_choice
 from ..config import ConfigError, coerce, did_you_mean
-from .adapter import TaskAdapter
-from .base import Method, MethodError, choice, probability, register
-from .freezing import FullFineTuning, LinearProbe
-from .sparse_update import SparseUpdate
-from .unfreezing import ScheduledUnfreezing
+from .base import STAGE, Method, MethodConfig, MethodError, option, probability, register
 
 __all__ = ["LoRA", "LoRAConfig", "LoRAError", "save_lora", "load_lora", "merge_lora", "lora_parameters",
            "has_lora", "resolve_targets", "TARGETS", "BIASES", "FORMAT"]
@@ -86,85 +84,46 @@ def _peft():
 # The config
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LoRAConfig:
-    """The ``"lora"`` plug-in's settings (our names; :meth:`LoRA.peft_config` builds PEFT's ``LoraConfig``).
+class LoRAConfig(MethodConfig):
+    """Settings of :class:`LoRA` (registry id ``"lora"``); :meth:`LoRA.peft_config` builds PEFT's ``LoraConfig``.
 
     Papermill strings are coerced (``r="8"``, ``target_modules="query,key,value"``); bad values raise
     :class:`LoRAError` saying what to change.
     """
 
-    r: int = field(default=8, metadata={"help": "rank of the update B·A (A: r x k, B: d x r); the paper: 1-64, 8 "
-                                                "typical. Trainable numbers per adapted matrix: r·(d + k)."})
-    alpha: float = field(default=8.0, metadata={"help": "the update is scaled by alpha / r (PEFT's lora_alpha). "
-                                                        "The paper sets alpha to the first r it tries and does not "
-                                                        "tune it; changing alpha acts like changing the learning rate."})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the input of the LoRA branch (PEFT's "
-                                                          "lora_dropout), in [0, 1)."})
-    target_modules: str | tuple[str, ...] = field(default="qv", metadata={
-        "help": "'qv' (the attention query and value projections of each block, named per family), 'all-linear' "
-                "(every linear layer of the blocks), or names of linear layers in a block, e.g. ('query', 'key', "
-                "'value') or ('attention.output.dense',). LoRA goes into the transformer blocks only."})
-    train_head: bool = field(default=True, metadata={"help": "train the BlockMap head (BERT: pooler + classifier) "
-                                                             "in full, as the paper does; False keeps it frozen."})
-    bias: str = field(default="none", metadata={"help": "PEFT's bias option: 'none' (no bias trains), 'lora_only' "
-                                                        "(biases of the adapted layers), 'all' (every bias)."})
-    adapter_name: str = field(default="task", metadata={"help": "the PEFT adapter's name in the model; schedules "
-                                                                "and GradDrop find their units by it."})
+    r: int = option(8, "rank of the update B·A (A: r x k, B: d x r); the paper: 1-64, 8 typical. Trainable "
+                       "numbers per adapted d x k matrix: r·(d + k)")
+    alpha: float = option(8.0, "the update is scaled by alpha / r (PEFT's lora_alpha). The paper sets alpha to the "
+                               "first r it tries and does not tune it; changing alpha acts like changing the "
+                               "learning rate")
+    dropout: float = option(0.0, "dropout on the input of the LoRA branch (PEFT's lora_dropout), in [0, 1)")
+    target_modules: str | tuple[str, ...] = option(
+        "qv", "'qv' (the attention query and value projections of each block, named per family: BERT/MiniLM/"
+              "RoBERTa/XLM-R query, value; DistilBERT q_lin, v_lin), 'all-linear' (every linear layer of the "
+              "blocks), or names of linear layers in a block, e.g. ('query', 'key', 'value') or "
+              "('attention.output.dense',). LoRA goes into the transformer blocks only")
+    train_head: bool = option(True, "train the BlockMap head (BERT: pooler + classifier) in full, as the paper "
+                                    "does; False keeps it frozen")
+    bias: str = option("none", "PEFT's bias option: 'none' (no bias trains), 'lora_only' (biases of the adapted "
+                               "layers), 'all' (every bias of the model)", choices=BIASES, what="LoRA bias")
+    adapter_name: str = option("task", "the PEFT adapter's name in the model; schedules, GradDrop and the Fisher "
+                                       "tracker find their units by it (their adapter_name)")
 
-    def __post_init__(self) -> None:
-        def put(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
+    error = LoRAError
 
-        try:
-            put("r", coerce("r", self.r, int))
-            put("alpha", coerce("alpha", self.alpha, float))
-            put("train_head", coerce("train_head", self.train_head, bool))
-            put("adapter_name", coerce("adapter_name", self.adapter_name, str))
-        except ConfigError as e:
-            raise LoRAError(str(e)) from None
+    def validate(self) -> None:
         if self.r <= 0:
             raise LoRAError(f"r (the rank of the LoRA update) must be a positive integer, got {self.r}. "
                             "Typical values are 4, 8 or 16.")
         if not self.alpha > 0:
             raise LoRAError(f"alpha must be > 0 (the update is scaled by alpha / r), got {self.alpha}.")
         try:
-            put("dropout", probability("dropout", self.dropout, " It is the dropout on the LoRA branch's input."))
+            probability("dropout", self.dropout, " It is the dropout on the LoRA branch's input.")
         except MethodError as e:
             raise LoRAError(str(e)) from None
-        put("bias", choice("LoRA bias", self.bias, BIASES, LoRAError))
         if not self.adapter_name or "." in self.adapter_name:
             raise LoRAError(f"adapter_name must be a non-empty name without dots, got {self.adapter_name!r}.")
-        put("target_modules", _check_targets(self.target_modules))
-
-    def replace(self, **changes: Any) -> "LoRAConfig":
-        """A copy with some fields changed (validated again)."""
-        _check_keys(changes)
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields in declaration order (tuples become lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LoRAConfig":
-        _check_keys(d)
-        return cls(**d)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name -> help text."""
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-def _check_keys(d: dict[str, Any]) -> None:
-    names = [f.name for f in dataclasses.fields(LoRAConfig)]
-    for k in d:
-        if k not in names:
-            raise LoRAError(f"Unknown LoRA setting {k!r}.{did_you_mean(k, names)} Settings: {names}.")
+        self._set("target_modules", _check_targets(self.target_modules))
 
 
 def _check_targets(value: Any) -> str | tuple[str, ...]:
@@ -293,92 +252,86 @@ def _head_names(model: nn.Module, blocks) -> list[str]:
 # --------------------------------------------------------------------------------------------
 @register("lora")
 class LoRA(Method):
-    """Train LoRA matrices (and the head) with the base model frozen; see the module docstring.
+    """Train LoRA matrices (and the head) with the base model frozen; see the module docstring (options:
+    :class:`LoRAConfig`).
 
-    Args:
-        config: a :class:`LoRAConfig` (or a dict of its fields); keyword arguments override it.
-        **settings: :class:`LoRAConfig` fields: ``r``, ``alpha``, ``dropout``, ``target_modules``,
-            ``train_head``, ``bias``, ``adapter_name``.
-
-    ``methods.get("lora", r=8)``, ``("lora", {"r": 4, "target_modules": "all-linear"})`` and
-    ``LoRA(LoRAConfig(r=4))`` build the same kind of object.
+    ``methods.get("lora", r=8)``, ``("lora", {"r": 4, "target_modules": "all-linear"})``,
+    ``LoRA(r=4)``, ``LoRA(LoRAConfig(r=4))`` and a bare ``LoRAConfig(r=4)`` build the same plug-in.
     """
 
     name = "lora"
-    #: after from-intermediate (-10), adapters and guided dropout (0); before schedules (10) and trackers (20)
-    stage = 5
+    Config = LoRAConfig
+    #: after the dropout plug-ins and from-intermediate have seen the plain model, before schedules
+    stage = STAGE["adapt"]
+    traits = frozenset({"adds-adapters", "freezes-body"})
+    excludes = {
+        "adds-adapters": "{me!r} and {other!r} both add trainable modules to a frozen backbone; one run trains one "
+                         "of them. Compare them in separate runs.",
+        "trains-body": "{me!r} freezes the pretrained weights and trains low-rank updates; {other!r} trains every "
+                       "weight: pick one (compare them in separate runs).",
+        "head-only": "{other!r} trains the head only; with {me!r} the LoRA matrices train too: pick one (or use the "
+                     "schedule 'lpft' with {me!r}: the head first, then the LoRA matrices).",
+        "selects-entries": "{other!r} (sparse fine-tuning) changes entries of the pretrained weights; {me!r} freezes "
+                           "them. Use one or the other.",
+    }
+    unique = True
+    unique_message = "Two {me!r} plug-ins in one run: use one (set its target_modules to adapt more layers)."
+    error = LoRAError
 
-    def __init__(self, config: LoRAConfig | dict | None = None, **settings: Any) -> None:
-        if config is None:
-            _check_keys(settings)
-            cfg = LoRAConfig(**settings)
-        elif isinstance(config, LoRAConfig):
-            cfg = config.replace(**settings) if settings else config
-        elif isinstance(config, dict):
-            cfg = LoRAConfig.from_dict({**config, **settings})
-        else:
-            raise LoRAError(f"config must be a LoRAConfig or a dict, got {type(config).__name__}.")
-        self.cfg = cfg
-        super().__init__(**cfg.to_dict())
+    def __init__(self, *args: Any, **config: Any) -> None:
+        super().__init__(*args, **config)
         self.model: nn.Module | None = None
         self.targets: list[str] = []
         self.trainable: list[nn.Parameter] = []
 
     # set-up ----------------------------------------------------------------------------------
-    def check_compatible(self, others: list[Method]) -> None:
-        for o in others:
-            if isinstance(o, LoRA):
-                raise LoRAError("Two 'lora' plug-ins in one run: use one (set its target_modules to adapt more layers).")
-            if isinstance(o, TaskAdapter):
-                raise LoRAError("'lora' and 'adapter' both add trainable modules to a frozen backbone; one run trains "
-                                "one of them. Compare them in separate runs.")
-            if isinstance(o, FullFineTuning):
-                raise LoRAError("'lora' freezes the pretrained weights and trains low-rank updates; 'full' trains "
-                                "every weight: pick one (compare them in separate runs).")
-            if isinstance(o, LinearProbe):
-                raise LoRAError("'linear-probe' trains the head only; with 'lora' the LoRA matrices train too: pick "
-                                "one (or use the schedule 'lpft' with 'lora': head first, then the LoRA matrices).")
-            if isinstance(o, SparseUpdate):
-                raise LoRAError(f"{o.name!r} (sparse fine-tuning) changes entries of the pretrained weights; 'lora' "
-                                "freezes them. Use one or the other.")
-            if isinstance(o, ScheduledUnfreezing):
-                if o.config.get("units") == "blocks":
-                    raise LoRAError(f"Schedule {o.name!r} with units='blocks' would unfreeze the pretrained blocks "
-                                    "under 'lora'; use units='auto' (the LoRA matrices of each block).")
-                if o.config.get("adapter_name") != self.cfg.adapter_name:
-                    raise LoRAError(f"Schedule {o.name!r} looks for adapter {o.config.get('adapter_name')!r}, but the "
-                                    f"LoRA adapter is named {self.cfg.adapter_name!r}: give both the same name.")
-                if not self.cfg.train_head:
-                    raise LoRAError(f"A schedule ({o.name!r}) always trains the head, so train_head=False cannot hold: "
-                                    "drop one of them.")
+    def _check_schedules(self) -> None:
+        """Rules that depend on a schedule's settings, which traits do not describe: checked against the
+        run's other plug-ins (``self.peers``, set by ``resolve``) before anything is injected."""
+        me = self.config
+        for o in self.peers:
+            if "schedules-units" not in o.traits:
+                continue
+            units, name = o.config.get("units", "auto"), o.config.get("adapter_name", me.adapter_name)
+            if units == "blocks":
+                raise LoRAError(f"Schedule {o.name!r} with units='blocks' would unfreeze the pretrained blocks under "
+                                f"{self.name!r}; use units='auto' (the LoRA matrices of each block).")
+            if name != me.adapter_name:
+                raise LoRAError(f"Schedule {o.name!r} looks for adapter {name!r}, but the LoRA adapter is named "
+                                f"{me.adapter_name!r}, so it would schedule the pretrained blocks: give both the "
+                                "same adapter_name.")
+            if not me.train_head:
+                raise LoRAError(f"A schedule ({o.name!r}) always trains the head, so {self.name!r} with "
+                                "train_head=False cannot hold: drop one of them.")
 
     def peft_config(self, target_modules: list[str]):
         """PEFT's ``LoraConfig`` for this plug-in (the module names resolved for a model)."""
-        return _peft().LoraConfig(r=self.cfg.r, lora_alpha=self.cfg.alpha, lora_dropout=self.cfg.dropout,
-                                  target_modules=list(target_modules), bias=self.cfg.bias)
+        return _peft().LoraConfig(r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
+                                  target_modules=list(target_modules), bias=self.config.bias)
 
     def prepare(self, model: nn.Module, blocks) -> None:
+        self._check_schedules()
         peft = _peft()
         if has_lora(model):
             raise LoRAError("This model already holds LoRA layers (a LoRA trained or loaded before). Load a fresh "
                             "backbone, or merge the old one first (tft.methods.merge_lora(model)).")
         if getattr(getattr(model, "adapters_config", None), "adapters", None):
             raise LoRAError("This model holds AdapterHub adapters; LoRA needs a plain backbone. Load a fresh one.")
-        self.targets = resolve_targets(model, blocks, self.cfg.target_modules)
-        peft.inject_adapter_in_model(self.peft_config(self.targets), model, adapter_name=self.cfg.adapter_name)
+        self.targets = resolve_targets(model, blocks, self.config.target_modules)
+        peft.inject_adapter_in_model(self.peft_config(self.targets), model, adapter_name=self.config.adapter_name)
         # PEFT froze everything but the LoRA matrices (and biases, per ``bias``); the head is ours to set
         for p in blocks.parameters("head"):
-            p.requires_grad_(self.cfg.train_head)
+            p.requires_grad_(self.config.train_head)
         self.model = model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        if not lora_parameters(model, self.cfg.adapter_name):
+        if not lora_parameters(model, self.config.adapter_name):
             raise LoRAError(f"PEFT added no LoRA layer for target_modules={self.targets}.")
 
     def param_groups(self, model: nn.Module):
         return list(self.trainable)
 
     def finish(self, state) -> dict:
-        n = sum(p.numel() for p in lora_parameters(self.model, self.cfg.adapter_name).values())
+        n = sum(p.numel() for p in lora_parameters(self.model, self.config.adapter_name).values())
         return {"targets": list(self.targets), "lora_parameters": n}
 
 

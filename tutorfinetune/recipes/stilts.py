@@ -65,7 +65,9 @@ __all__ = ["STILTsError", "Intermediate", "STILTsResult", "FromIntermediate", "t
 
 #: plug-ins whose training leaves the encoder's weights unchanged: an intermediate phase with them carries nothing
 _CARRY_NOTHING = {"adapter": "a task adapter trains its own small modules and leaves the encoder frozen",
-                  "linear-probe": "a linear probe trains the head only"}
+                  "linear-probe": "a linear probe trains the head only",
+                  "lora": "LoRA trains low-rank matrices beside the frozen encoder (merge them into it with "
+                          "tft.methods.merge_lora to carry them)"}
 
 
 # --------------------------------------------------------------------------------------------
