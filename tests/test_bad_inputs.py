@@ -547,7 +547,6 @@ def test_numpy_numbers_are_accepted():
         TrainConfig(batch_size=np.float64(8.5))
 
 
-@pytest.mark.xfail(strict=True, reason="pending: backbones.py (load_backbone's num_labels check is not in this change)")
 def test_numpy_label_count_is_accepted():
     assert tft.load_backbone("tiny", num_labels=np.int64(3)).model.config.num_labels == 3
 

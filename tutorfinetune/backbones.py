@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,8 @@ def load_backbone(
 
     if not isinstance(name, (str, os.PathLike)):
         raise BackboneError(f"Backbone name must be a string, got {type(name).__name__}.")
+    if isinstance(num_labels, numbers.Integral) and not isinstance(num_labels, bool):
+        num_labels = int(num_labels)  # numpy integers from a frame or a papermill grid
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
         raise BackboneError(f"num_labels must be an integer >= 2, got {num_labels!r}.")
     extra = {}
