@@ -38,16 +38,18 @@ def key(rec: dict) -> str:
                        "methods": rec.get("methods")}, sort_keys=True, default=str)
 
 
-def group(store: Path) -> dict[str, list[dict]]:
+def group(store: Path, studies: set[str] | None = None) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = defaultdict(list)
     for rec in load_records(store):
+        if studies and rec.get("study") not in studies:
+            continue
         if rec.get("status") == "finished":
             out[key(rec)].append(rec)
     return out
 
 
-def compare(a: Path, b: Path) -> tuple[int, int, list[str]]:
-    ga, gb = group(a), group(b)
+def compare(a: Path, b: Path, studies: set[str] | None = None) -> tuple[int, int, list[str]]:
+    ga, gb = group(a, studies), group(b, studies)
     lines, compared, differing = [], 0, 0
     for k in sorted(set(ga) | set(gb)):
         ra, rb = ga.get(k, []), gb.get(k, [])
@@ -75,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
+    ap.add_argument("--study", action="append", default=[],
+                    help="compare only runs of this study (a notebook's name); repeat for several")
     args = ap.parse_args(argv)
     for p in (args.before, args.after):
         if not p.is_dir():
             print(f"{p} is not a results store folder.", file=sys.stderr)
             return 2
-    compared, differing, lines = compare(args.before, args.after)
+    compared, differing, lines = compare(args.before, args.after, set(args.study) or None)
     for line in lines:
         print(line)
     print(f"compared {compared} finished runs: {compared - differing if differing <= compared else 0} identical, "
