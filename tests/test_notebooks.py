@@ -5,6 +5,7 @@ Notebooks are discovered, not listed: a new notebook cannot escape this test.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,8 @@ def test_stored_without_outputs_and_with_parameters(path):
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     src = "".join(params[0]["source"])
-    for name in ("mode", "backbone", "seeds", "task", "store"):
-        assert f"{name} =" in src, f"parameters cell lacks {name}"
+    for name in ("mode", "backbone", "seeds", "task", "store"):  # `name = value` or `name: type = value`
+        assert re.search(rf"^{name}\s*(:[^=\n]+)?=", src, re.M), f"parameters cell lacks {name}"
     assert "\"ci\"" in src
 
 

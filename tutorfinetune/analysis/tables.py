@@ -4,8 +4,8 @@ claims table of a notebook's papers)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -63,6 +63,8 @@ class Claim:
         paper_number: what the paper reports, as text (``"+1.9 points on XNLI"``), or ``""``.
         eval_sets: which eval sets the claim is judged on (averaged per seed); empty: every set in the frame.
         label: a short name of those sets for the table (``"held-out"``).
+        where: only the rows whose columns have these values (``{"regime": "low-data"}``): a claim about
+            one part of the frame, e.g. the setting that did best in that regime; empty: every row.
     """
 
     paper: str
@@ -73,11 +75,12 @@ class Claim:
     paper_number: str = ""
     eval_sets: tuple[str, ...] = ()
     label: str = ""
+    where: Mapping[str, Any] = field(default_factory=dict)
 
 
 def claims_table(df: pd.DataFrame, claims: Sequence[Claim], by: str = "method", split: str | None = None,
                  metric: str = "accuracy", adjust: str | None = "holm", margin: float = 0.01,
-                 scale: float = 100.0) -> pd.DataFrame:
+                 scale: float = 100.0, pair_on: str = "seed") -> pd.DataFrame:
     """The claims table every notebook shows: per claim (and per value of ``split``, e.g. the regime) the
     paper's number, ours (the paired difference a − b over seeds, mean ± 95% CI in points), n, the
     minimal detectable effect at 80% power, the p-value and its Holm adjustment over all rows of the
@@ -85,7 +88,9 @@ def claims_table(df: pd.DataFrame, claims: Sequence[Claim], by: str = "method", 
     inconclusive (could detect ≥ x points)). Rows whose groups are missing are skipped.
 
     ``adjust="holm"`` judges significance on the Holm-adjusted p-values (the table runs many tests);
-    ``adjust=None`` on each row's own 95% interval (the table then says so in its ``verdict basis``)."""
+    ``adjust=None`` on each row's own 95% interval (the table then says so in its ``verdict basis``).
+    ``pair_on``: the column that pairs a's runs with b's (default the seed; e.g. a grid cell of learning
+    rate x seed, when each cell is one trial); ``n`` counts the pairs."""
     d = df[df["metric"] == metric] if "metric" in df.columns else df
     parts = [(None, d)] if split is None else list(d.groupby(split, sort=False))
     rows = []
@@ -95,9 +100,11 @@ def claims_table(df: pd.DataFrame, claims: Sequence[Claim], by: str = "method", 
         for key, sub in parts:
             if c.eval_sets:
                 sub = sub[sub["eval_set"].isin(c.eval_sets)]
+            for col, val in c.where.items():
+                sub = sub[sub[col] == val]
             if not {c.a, c.b} <= set(sub[by]):
                 continue
-            diff = paired_difference(sub, c.a, c.b, by=by)
+            diff = paired_difference(sub, c.a, c.b, by=by, pair_on=pair_on)
             row = {"paper": c.paper, "claim": c.claim}
             if split is not None:
                 row[split] = key
