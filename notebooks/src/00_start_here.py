@@ -20,14 +20,15 @@
 #
 # The cell below is tagged `parameters`: papermill (and the `tutorfinetune study` command) replaces it
 # to re-run the notebook with other settings. `mode="ci"` is the quick path used by the test suite;
-# `mode="full"` is what the study command runs.
+# `mode="full"` is what the study command runs. Each parameter says its type (`seeds: list[int]`);
+# `nb.typed_parameters(globals())` turns what papermill passes (often text) into that type.
 
 # %% tags=["parameters"]
-mode = "ci"          # "ci" (quick) or "full"
-backbone = "minilm"  # "minilm" (embedded, offline), "tiny" (random, for tests), or a Hugging Face id
-seeds = [0]          # this notebook trains nothing; the seed picks the examples shown
-task = "reviews"     # the bundled task, or a path to your own CSV/TSV/JSONL file
-store = "runs"       # results store folder
+mode: str = "ci"           # "ci" (quick) or "full"
+backbone: str = "minilm"   # "minilm" (embedded, offline), "tiny" (random, for tests), or a Hugging Face id
+seeds: list[int] = [0]     # this notebook trains nothing; the seed picks the examples shown
+task: str = "reviews"      # the bundled task, or a path to your own CSV/TSV/JSONL file
+store: str = "runs"        # results store folder
 
 # %%
 import matplotlib.pyplot as plt
@@ -38,6 +39,7 @@ import tutorfinetune as tft
 from tutorfinetune import notebook as nb
 
 info = nb.setup(mode, seeds)
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 sns.set_theme(style="whitegrid", context="notebook")
 
 # %% [markdown]
@@ -212,8 +214,8 @@ nb.check("Exercise 3", answer_3, shift.sort_values("unseen_tokens").eval_set.ilo
 # %%
 train_n = len(data.train)
 ind = shift.set_index("eval_set")
-domain_sets = [s for s in ind.index if s.startswith("shift:") and s[6:] in data.meta.get("target_domains", [])]
-lang_sets = [s for s in ind.index if s.startswith("shift:") and s not in domain_sets]
+domain_sets = [s for s in data.eval_set_names("domains") if s in ind.index]
+lang_sets = [s for s in data.eval_set_names("languages") if s in ind.index]
 parts = [f"The `{task}` task has {train_n} training examples"
          f" ({data.train.label.mean():.0%} {data.label_names[-1]}) and {len(ind)} evaluation sets."]
 if "in-distribution" in ind.index:
