@@ -22,16 +22,16 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                        # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"                # embedded all-MiniLM-L6-v2 (offline), "tiny", or a Hugging Face id
-seeds = [0, 1, 2, 3, 4]            # ci mode uses the first two
-task = "reviews"
-store = "runs"                     # results store
-lr = 1e-4                          # learning rate of the baseline
-lrs = [2e-5, 5e-5, 1e-4, 2e-4]     # learning-rate sweep
-train_sizes = [64, 256]            # low-data regime (training examples); "all" is the baseline
-num_epochs = 3
-batch_size = 16
+mode: str = "ci"                          # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"                  # embedded all-MiniLM-L6-v2 (offline), "tiny", or a Hugging Face id
+seeds: list[int] = [0, 1, 2, 3, 4]        # ci mode uses the first two
+task: str = "reviews"
+store: str = "runs"                       # results store
+lr: float = 1e-4                          # learning rate of the baseline
+lrs: list[float] = [2e-5, 5e-5, 1e-4, 2e-4]  # learning-rate sweep
+train_sizes: list[int] = [64, 256]        # low-data regime (training examples); "all" is the baseline
+num_epochs: float = 3
+batch_size: int = 16
 
 # %%
 import matplotlib.pyplot as plt
@@ -42,9 +42,7 @@ from tutorfinetune import analysis as an
 from tutorfinetune import notebook as nb
 
 info = nb.setup(mode, seeds)
-lr = nb.coerce_param("lr", lr, float)
-lrs = tft.as_list(lrs, float, "lrs")
-train_sizes = tft.as_list(train_sizes, int, "train_sizes")
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -120,7 +118,7 @@ plt.show()
 lr_runs = tft.studies.sweep(backbone, data, base, seeds=S["lr_seeds"], grid={"lr": S["lrs"]}, store=store,
                          study=STUDY, tags={"experiment": "lr"})
 lr_agg = an.aggregate(lr_runs.assign(group=lr_runs.eval_set.where(lr_runs.eval_set.isin(
-    ["dev", "in-distribution"]), "held-out domains"))[lambda d: ~d.eval_set.str.match("shift:(de|es|fr)$")],
+    ["dev", "in-distribution"]), "held-out domains"))[lambda d: ~d.eval_set.isin(data.eval_set_names("languages"))],
     by=("lr", "group"))
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for g, sub in lr_agg.groupby("group"):
@@ -165,7 +163,7 @@ both = tft.results.load(store)
 both = both[both.run_id.isin(set(low.run_id) | set(baseline.run_id))].copy()
 both["train_size"] = both["max_train_examples"].fillna(len(data.train) if S["max_train_examples"] is None
                                                         else S["max_train_examples"]).astype(int).astype(str)
-domain_sets = ["in-distribution"] + [f"shift:{d}" for d in data.meta.get("target_domains", [])]
+domain_sets = data.eval_set_names("in-distribution") + data.eval_set_names("domains")
 ax = an.plot_comparison(both[both.eval_set.isin(domain_sets)], x="eval_set", hue="train_size", order=domain_sets,
                         baseline=majority, title="Accuracy by number of training examples")
 plt.show()
@@ -187,7 +185,7 @@ answer_3 = None
 
 agg = an.aggregate(baseline, by=("eval_set",))
 m = agg.set_index("eval_set")["mean"]
-held = [f"shift:{d}" for d in data.meta.get("target_domains", []) if f"shift:{d}" in m.index]
+held = [s for s in data.eval_set_names("domains") if s in m.index]
 gap = 100 * (m["in-distribution"] - m[held].mean()) if held else 0.0
 nb.check("Exercise 1", answer_1, round(gap, 1), tol=0.15, hint="Average the held-out domain means first.")
 nb.check("Exercise 2", answer_2, int(hist.groupby("run_id").step.max().iloc[0]),
@@ -208,7 +206,7 @@ sentences = [f"Full fine-tuning of `{backbone}` ({len(S['seeds'])} seeds, mode={
              f"{an.format_ci(ind['mean'], ind['ci95'])}% in-distribution accuracy."]
 for s in held:
     sentences.append(an.compare_sentence(ind, an.cell(ba, eval_set=s), "in-distribution", s, unit="Accuracy"))
-langs = [s for s in m.index if s.startswith("shift:") and s not in held]
+langs = [s for s in data.eval_set_names("languages") if s in m.index]
 if langs:
     lang_txt = ", ".join(f"{s[6:]} {100 * m[s]:.1f}%" for s in langs)
     maj = 100 * tft.data.majority_baseline(data, langs[0])
