@@ -26,17 +26,17 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"
-seeds = [0, 1, 2]                # ci mode uses the first two
-task = "reviews"
-store = "runs"
-full_lr = 1e-4                   # full fine-tuning (best in notebook 01)
-adapter_lr = 1e-3                # adapters train few parameters and want a larger step
-reduction_factors = [64, 16, 4]  # the bottleneck is hidden size / r
-low_data = 128                   # examples in the low-data regime
-mlm_steps = 300                  # masked-LM steps per domain adapter
-num_epochs = 3
+mode: str = "ci"                           # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"
+seeds: list[int] = [0, 1, 2]               # ci mode uses the first two
+task: str = "reviews"
+store: str = "runs"
+full_lr: float = 1e-4                      # full fine-tuning (best in notebook 01)
+adapter_lr: float = 1e-3                   # adapters train few parameters and want a larger step
+reduction_factors: list[float] = [64, 16, 4]  # the bottleneck is hidden size / r
+low_data: int = 128                        # examples in the low-data regime
+mlm_steps: int = 300                       # masked-LM steps per domain adapter
+num_epochs: float = 3
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,11 +50,7 @@ from tutorfinetune import notebook as nb
 from tutorfinetune.backbones import adapter_summary
 
 info = nb.setup(mode, seeds)
-full_lr = nb.coerce_param("full_lr", full_lr, float)
-adapter_lr = nb.coerce_param("adapter_lr", adapter_lr, float)
-reduction_factors = tft.as_list(reduction_factors, float, "reduction_factors")
-low_data = nb.coerce_param("low_data", low_data, int)
-mlm_steps = nb.coerce_param("mlm_steps", mlm_steps, int)
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -67,7 +63,8 @@ S = nb.mode_settings(
 )
 base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max_steps=S["max_steps"],
                        max_eval_examples=S["max_eval_examples"],
-                       eval_sets=[s for s in data.eval_set_specs if not s.startswith(("shift:de", "shift:es", "shift:fr"))])
+                       eval_sets=data.eval_set_names("dev") + data.eval_set_names("in-distribution")
+                       + data.eval_set_names("domains"))
 STUDY = "02_adapters"
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -197,7 +194,7 @@ acc = madx[madx.metric == "accuracy"].copy()
 acc["adapter at test"] = acc.eval_set.map(lambda s: "source adapter" if s.endswith("|source-adapter") else
                                           ("target adapter (swap)" if s.split("|")[0][6:] in targets else "source adapter"))
 acc["eval_set"] = acc.eval_set.str.replace("|source-adapter", "", regex=False)
-shifted = acc[acc.eval_set.isin([f"shift:{d}" for d in targets])]
+shifted = acc[acc.eval_set.isin(data.eval_set_names("domains"))]
 an.plot_comparison(shifted, x="eval_set", hue="adapter at test", title="Held-out domains: keep the source adapter or swap?")
 plt.show()
 an.ci_table(shifted, rows="adapter at test")
