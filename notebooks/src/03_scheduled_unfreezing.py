@@ -26,25 +26,23 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"
-seeds = [0, 1, 2]                # ci mode uses the first two
-task = "reviews"
-store = "runs"
-schedules = ["standard", "gu", "lpft", "fun", "rand", "gu-rev"]   # on task adapters
-full_schedules = ["standard", "gu", "fun"]                        # on full fine-tuning
-adapter_lr = 1e-3
-full_lr = 1e-4
-k = "auto"                       # unfreezing interval (optimiser steps); "auto": all units in after 1/3 of training
-fisher_batches = 40              # FUN: batches per tr(F) estimate (the paper: 40)
-label_mode = "sample"            # FUN/tracker labels: "sample" (paper), "argmax" (authors' code), "empirical"
-track_every = 15                 # tr(F) curves: one estimate every this many steps ...
-track_batches = 5                # ... on this many batches
-num_epochs = 3
+mode: str = "ci"                 # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"
+seeds: list[int] = [0, 1, 2]     # ci mode uses the first two
+task: str = "reviews"
+store: str = "runs"
+schedules: list[str] = ["standard", "gu", "lpft", "fun", "rand", "gu-rev"]   # on task adapters
+full_schedules: list[str] = ["standard", "gu", "fun"]                        # on full fine-tuning
+adapter_lr: float = 1e-3
+full_lr: float = 1e-4
+k: int | str | None = "auto"     # unfreezing interval (optimiser steps); "auto": all units in after 1/3 of training
+fisher_batches: int = 40         # FUN: batches per tr(F) estimate (the paper: 40)
+label_mode: str = "sample"       # FUN/tracker labels: "sample" (paper), "argmax" (authors' code), "empirical"
+track_every: int = 15            # tr(F) curves: one estimate every this many steps ...
+track_batches: int = 5           # ... on this many batches
+num_epochs: float = 3
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -56,20 +54,17 @@ from tutorfinetune import notebook as nb
 from tutorfinetune.methods import unfreezing as su
 
 info = nb.setup(mode, seeds)
-schedules = tft.as_list(schedules, str, "schedules")
-full_schedules = tft.as_list(full_schedules, str, "full_schedules")
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 for s in schedules + full_schedules:
     if s not in su.SCHEDULES or s == "fixed":
         raise tft.ConfigError(f"Unknown schedule {s!r} in the parameters; use {[x for x in su.SCHEDULES if x != 'fixed']}.")
 if "standard" not in schedules or "standard" not in full_schedules:
     raise tft.ConfigError("Keep 'standard' in schedules and full_schedules: it is the baseline every claim is measured against.")
-adapter_lr = nb.coerce_param("adapter_lr", adapter_lr, float)
-full_lr = nb.coerce_param("full_lr", full_lr, float)
-k = None if str(k).strip().lower() in ("auto", "none", "0") else nb.coerce_param("k", k, int)
-fisher_batches = nb.coerce_param("fisher_batches", fisher_batches, int)
-track_every = nb.coerce_param("track_every", track_every, int)
-track_batches = nb.coerce_param("track_batches", track_batches, int)
-num_epochs = nb.coerce_param("num_epochs", num_epochs, float)
+if isinstance(k, str):  # typed above: a number of steps, None, or text, of which only "auto" is meant
+    if k.strip().lower() != "auto":
+        raise tft.ConfigError(f"k must be a number of optimiser steps, 'auto' or None, got {k!r}.")
+    k = None
+k = k or None  # "auto", None and 0: all units trainable after a third of training (su.auto_k below)
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -78,11 +73,11 @@ S = nb.mode_settings(
     full=dict(seeds=info["seeds"], full_seeds=info["seeds"], max_steps=None, fisher_batches=fisher_batches,
               track_every=track_every, track_batches=track_batches, max_eval_examples=None),
 )
-targets = data.meta["target_domains"]
-eval_sets = ["in-distribution"] + [f"shift:{d}" for d in targets]
+held_out = data.eval_set_names("domains")
+eval_sets = data.eval_set_names("in-distribution") + held_out
 base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max_steps=S["max_steps"],
                        max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-total_steps = S["max_steps"] or math.ceil(num_epochs * math.ceil((data.train.shape[0]) / base.batch_size))
+total_steps = base.total_steps(len(data.train))
 probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 L = probe.blocks.num_blocks
 units_adapter = [f"adapter{j}" for j in range(L)]
@@ -327,7 +322,7 @@ for ax, body in zip(axes, ("adapter", "full")):
                        baseline=tft.data.majority_baseline(data, "in-distribution"))
 plt.tight_layout()
 plt.show()
-held_mean = an.held_out_mean(res, eval_sets[1:], by=["body", "schedule"])
+held_mean = an.held_out_mean(res, held_out, by=["body", "schedule"])
 an.ci_table(pd.concat([res, held_mean], ignore_index=True).assign(setting=lambda d: d.body + " / " + d.schedule),
             rows="setting")
 
