@@ -32,22 +32,20 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"
-seeds = [0, 1, 2]                # ci mode uses the first one
-task = "reviews"
-store = "runs"
-ps = [0.1, 0.3, 0.5, 0.7]        # masking probabilities swept with the element variant
-p_variants = 0.3                 # p for the epoch and layer variants, skip mode and GU + GradDrop
-regimes = ["low-data", "full-data"]
-low_data_examples = 128          # training reviews in the low-data regime ...
-low_data_steps = 64              # ... and its optimiser steps (8 epochs at batch 16)
-full_data_epochs = 2             # epochs over all training reviews in the full-data regime
-lr = 1e-4
+mode: str = "ci"                       # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"
+seeds: list[int] = [0, 1, 2]           # ci mode uses the first one
+task: str = "reviews"
+store: str = "runs"
+ps: list[float] = [0.1, 0.3, 0.5, 0.7]  # masking probabilities swept with the element variant
+p_variants: float = 0.3                # p for the epoch and layer variants, skip mode and GU + GradDrop
+regimes: list[str] = ["low-data", "full-data"]
+low_data_examples: int = 128           # training reviews in the low-data regime ...
+low_data_steps: int = 64               # ... and its optimiser steps (8 epochs at batch 16)
+full_data_epochs: float = 2            # epochs over all training reviews in the full-data regime
+lr: float = 1e-4
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -60,19 +58,13 @@ from tutorfinetune.methods import graddrop as gd
 from tutorfinetune.methods import unfreezing as su
 
 info = nb.setup(mode, seeds)
-ps = tft.as_list(ps, float, "ps")
-p_variants = nb.coerce_param("p_variants", p_variants, float)
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 for p in ps + [p_variants]:
     if not 0 <= p < 1:
         raise tft.ConfigError(f"Every p must be in [0, 1), got {p}.")
-regimes = tft.as_list(regimes, str, "regimes")
 for r in regimes:
     if r not in ("low-data", "full-data"):
         raise tft.ConfigError(f"Unknown regime {r!r}; use 'low-data' and/or 'full-data'.")
-low_data_examples = nb.coerce_param("low_data_examples", low_data_examples, int)
-low_data_steps = nb.coerce_param("low_data_steps", low_data_steps, int)
-full_data_epochs = nb.coerce_param("full_data_epochs", full_data_epochs, float)
-lr = nb.coerce_param("lr", lr, float)
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -80,8 +72,8 @@ S = nb.mode_settings(
     full=dict(seeds=info["seeds"], ps=ps, low=(low_data_examples, low_data_steps), full_steps=None, epoch_steps=None,
               max_eval_examples=None),
 )
-targets = data.meta["target_domains"]
-eval_sets = ["in-distribution"] + [f"shift:{d}" for d in targets]
+held_out = data.eval_set_names("domains")
+eval_sets = data.eval_set_names("in-distribution") + held_out
 base = tft.TrainConfig(lr=lr, batch_size=16, max_length=128, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
 n_train = data.train.shape[0]
 regime_cfg = {
@@ -96,8 +88,8 @@ sns.set_theme(style="whitegrid", context="notebook")
 for r in regimes:
     c = regime_cfg[r]
     n = min(c.max_train_examples or n_train, n_train)
-    steps = c.max_steps or math.ceil(c.num_epochs * math.ceil(n / c.batch_size))
-    print(f"{r}: {n} training reviews, {steps} optimiser steps ({steps / math.ceil(n / c.batch_size):.1f} epochs)")
+    steps = c.total_steps(n)
+    print(f"{r}: {n} training reviews, {steps} optimiser steps ({steps / c.steps_per_epoch(n):.1f} epochs)")
 
 # %% [markdown]
 # ## 1. Dense and deterministic vs sparse and stochastic
@@ -200,9 +192,7 @@ def settings_for(total_steps):
 runs, settings_table = [], []
 for r in regimes:
     c = regime_cfg[r]
-    n = min(c.max_train_examples or n_train, n_train)
-    total = c.max_steps or math.ceil(c.num_epochs * math.ceil(n / c.batch_size))
-    settings, k = settings_for(total)
+    settings, k = settings_for(c.total_steps(min(c.max_train_examples or n_train, n_train)))
     settings_table += [{"regime": r, "setting": s, "p": p, "family": fam} for s, (_, p, fam) in settings.items()]
     df = tft.studies.sweep(backbone, data, c, seeds=S["seeds"], grid={"setting": list(settings)},
                          methods_factory=lambda st, settings=settings: settings[st["setting"]][0],
@@ -213,7 +203,7 @@ meta = pd.DataFrame(settings_table)
 res = res.drop(columns=[c for c in ("p", "family") if c in res]).merge(meta, on=["regime", "setting"], how="left")
 records = [r for r in tft.results.load_records(store) if r["run_id"] in set(res.run_id)]
 hist = an.histories(records)
-held = an.held_out_mean(res, eval_sets[1:], by=["regime", "setting"]).merge(meta, on=["regime", "setting"], how="left")
+held = an.held_out_mean(res, held_out, by=["regime", "setting"]).merge(meta, on=["regime", "setting"], how="left")
 an.ci_table(pd.concat([res, held], ignore_index=True).assign(row=lambda d: d.regime + " / " + d.setting), rows="row")
 
 # %% [markdown]
@@ -289,8 +279,11 @@ plt.show()
 # ## 5. The paper's claims next to ours
 #
 # Differences are *paired* by seed against full fine-tuning (same seed, same head initialisation,
-# same data; only the plug-in differs), in points of accuracy, with 95% CIs over seeds.
-# "Reproduced" needs the whole interval above zero.
+# same data; only the plug-in differs), in points of accuracy, with 95% CIs over seeds. The first table
+# has every setting; the claims table (`an.claims_table`) tests the best GradDrop setting of each regime
+# with Holm-adjusted p-values over its rows: "reproduced" or "contradicted" when the difference is
+# significant, else "inconclusive", with the smallest effect these seeds could have detected (MDE).
+# Picking the best setting first favours GradDrop: a "reproduced" here is weaker evidence than it reads.
 
 # %%
 def paired(frame, a, b="full"):
@@ -303,27 +296,27 @@ for r in regimes:
     for s in [x for x in meta[meta.regime == r].setting if x != "full"]:
         dh, di = paired(h_r, s), paired(i_r, s)
         rows.append({"regime": r, "setting": s, "held-out vs full": an.format_ci(dh["mean"], dh["ci95"]),
-                     "in-dist. vs full": an.format_ci(di["mean"], di["ci95"]), "held-out verdict": an.verdict(dh),
+                     "in-dist. vs full": an.format_ci(di["mean"], di["ci95"]), "held-out verdict": an.claim_verdict(dh),
                      "dh": dh["mean"], "di": di["mean"]})
 paired_table = pd.DataFrame(rows)
 gd_rows = paired_table[~paired_table.setting.isin(["gu"])]
 best = gd_rows.loc[gd_rows.groupby("regime")["dh"].idxmax()] if len(gd_rows) else gd_rows
-claims = []
-for _, b in best.iterrows():
-    claims.append({"claim (paper)": "GradDrop beats standard fine-tuning", "regime": b.regime,
-                   "ours (best GradDrop setting, held-out, points)": f"{b.setting}: {b['held-out vs full']}",
-                   "verdict": b["held-out verdict"]})
-    h_r = held[held.regime == b.regime]
-    if "gu" in set(h_r.setting):
-        d = an.paired_difference(h_r, b.setting, "gu", by="setting")
-        claims.append({"claim (paper)": "GradDrop beats gradual unfreezing", "regime": b.regime,
-                       "ours (best GradDrop setting, held-out, points)": f"{b.setting} - gu: {an.format_ci(d['mean'], d['ci95'])}",
-                       "verdict": an.verdict(d)})
-    claims.append({"claim (paper)": "gains are largest where transfer is hardest (held-out > in-distribution)",
-                   "regime": b.regime,
-                   "ours (best GradDrop setting, held-out, points)": f"held-out {100 * b.dh:+.1f} vs in-dist. {100 * b.di:+.1f}",
-                   "verdict": "consistent" if b.dh > max(0, b.di) else "not seen"})
-claims = pd.DataFrame(claims)
+# "where transfer is hardest": per run, held-out minus in-distribution accuracy; a gain that is larger on
+# the held-out domains is a larger (less negative) gap than full fine-tuning's, paired by seed
+gap = held.merge(res[(res.eval_set == "in-distribution") & (res.metric == "accuracy")][["regime", "setting", "seed", "value"]],
+                 on=["regime", "setting", "seed"], suffixes=("", "_in"))
+gap = gap.assign(value=gap.value - gap.value_in, eval_set="held-out − in-dist.").drop(columns=["value_in"])
+PAPER = "O'Neill & Dutta 2023 (GradDrop)"
+CLAIMS = []
+for _, b in best.iterrows():  # the best GradDrop setting of each regime (held-out)
+    CLAIMS += [an.Claim(PAPER, "GradDrop beats standard fine-tuning", b.setting, "full", "greater",
+                        eval_sets=("held-out (mean)",), label="held-out", where={"regime": b.regime}),
+               an.Claim(PAPER, "GradDrop beats gradual unfreezing", b.setting, "gu", "greater",
+                        eval_sets=("held-out (mean)",), label="held-out", where={"regime": b.regime}),
+               an.Claim(PAPER, "gains are largest where transfer is hardest (held-out more than in distribution)",
+                        b.setting, "full", "greater", eval_sets=("held-out − in-dist.",),
+                        label="held-out − in-dist. gap", where={"regime": b.regime})]
+claims = an.claims_table(pd.concat([held, gap], ignore_index=True), CLAIMS, by="setting", split="regime")
 display(paired_table.drop(columns=["dh", "di"]))
 claims
 
