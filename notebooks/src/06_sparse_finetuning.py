@@ -24,48 +24,44 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                      # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"
-seeds = [0, 1, 2]                # ci mode uses the first one
-task = "reviews"
-store = "runs"
-ks = [0.001, 0.005, 0.02]        # K: fractions of the maskable entries (or counts > 1)
-random_ks = [0.02]               # the random-mask baseline at these K
-compose_k = 0.02                 # K of the task SFT that is composed with domain SFTs
-domain_k = 0.02                  # K of each domain SFT
-n_train = 400                    # training reviews (the low-data regime where sparsity might help)
-dense_steps = 75                 # phase 1 (dense): 3 epochs of 400 reviews; the paper: 3 epochs
-sparse_steps = 75                # phase 2 (sparse); the paper: 10 epochs (ours: CPU budget)
-lr = 1e-4
-mlm_steps = 100                  # MLM steps per phase of each domain SFT
-mlm_lr = 1e-4
-warm_steps = 50                  # MLM head warm-up (MiniLM ships no MLM head) [D]
-adapter_reduction_factor = 16    # the task adapter compared side by side
-adapter_lr = 1e-3                # adapters want a larger step (notebook 02 uses the same)
+mode: str = "ci"                       # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"
+seeds: list[int] = [0, 1, 2]           # ci mode uses the first one
+task: str = "reviews"
+store: str = "runs"
+ks: list[float] = [0.001, 0.005, 0.02]  # K: fractions of the maskable entries (or counts > 1)
+random_ks: list[float] = [0.02]        # the random-mask baseline at these K
+compose_k: float = 0.02                # K of the task SFT that is composed with domain SFTs
+domain_k: float = 0.02                 # K of each domain SFT
+n_train: int = 400                     # training reviews (the low-data regime where sparsity might help)
+dense_steps: int = 75                  # phase 1 (dense): 3 epochs of 400 reviews; the paper: 3 epochs
+sparse_steps: int = 75                 # phase 2 (sparse); the paper: 10 epochs (ours: CPU budget)
+lr: float = 1e-4
+mlm_steps: int = 100                   # MLM steps per phase of each domain SFT
+mlm_lr: float = 1e-4
+warm_steps: int = 50                   # MLM head warm-up (MiniLM ships no MLM head) [D]
+adapter_reduction_factor: float = 16   # the task adapter compared side by side
+adapter_lr: float = 1e-3               # adapters want a larger step (notebook 02 uses the same)
 
 # %%
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import diffs
 from tutorfinetune import notebook as nb
 from tutorfinetune.methods import TaskAdapter
+from tutorfinetune.methods.sparse_update import SparseUpdate
 from tutorfinetune.recipes import lt_sft as sft
 
 info = nb.setup(mode, seeds)
-ks = tft.as_list(ks, float, "ks")
-random_ks = tft.as_list(random_ks, float, "random_ks")
-compose_k = nb.coerce_param("compose_k", compose_k, float)
-domain_k = nb.coerce_param("domain_k", domain_k, float)
-for name in ("n_train", "dense_steps", "sparse_steps", "mlm_steps", "warm_steps"):
-    globals()[name] = nb.coerce_param(name, globals()[name], int)
-lr, mlm_lr = nb.coerce_param("lr", lr, float), nb.coerce_param("mlm_lr", mlm_lr, float)
-adapter_lr = nb.coerce_param("adapter_lr", adapter_lr, float)
-adapter_reduction_factor = nb.coerce_param("adapter_reduction_factor", adapter_reduction_factor, float)
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 if not ks or any(k <= 0 for k in ks + random_ks + [compose_k, domain_k]):
     raise tft.ConfigError("ks, random_ks, compose_k and domain_k must be > 0 (fractions or counts).")
 data = tft.load_task(task)
@@ -77,8 +73,9 @@ S = nb.mode_settings(
               dense_steps=dense_steps, sparse_steps=sparse_steps, mlm_steps=mlm_steps, warm_steps=warm_steps,
               max_eval_examples=None, n_train=n_train),
 )
-targets = data.meta["target_domains"][: 1 if mode == "ci" else None]
-eval_sets = ["in-distribution"] + [f"shift:{d}" for d in targets]
+held_out = data.eval_set_names("domains")[: 1 if mode == "ci" else None]  # ci: one held-out domain
+targets = data.meta["target_domains"][: len(held_out)]                      # ... and its name, for its domain SFT
+eval_sets = data.eval_set_names("in-distribution") + held_out
 sparse_cfg = tft.TrainConfig(lr=lr, batch_size=16, max_length=128, max_steps=S["sparse_steps"],
                              max_train_examples=S["n_train"], max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
 dense_cfg = sparse_cfg.replace(max_steps=S["dense_steps"])
@@ -168,43 +165,92 @@ ov
 # a random mask of the same K (`random-sft`), and a task adapter (`adapter`, reduction factor
 # `adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps at `adapter_lr`: adapters
 # train few parameters and want a larger step than full fine-tuning, as in notebook 02).
+#
+# Every run lands in the store, and a rerun with the same store **reuses** what is finished there: an
+# LT-SFT phase is found by its study, seed, settings and tags (`tft.results.find_finished`, as the
+# leaderboard does: its mask is only known after the dense phase, so its fingerprint is not); a plain
+# run (the adapter, the dense diff on the dense source) by its fingerprint. The diffs the later sections
+# compose are saved next to the domain SFTs, each with the id of the run it came from.
 
 # %%
+src_id = dom["source"].meta["id"]                # the source SFT every task SFT starts from (a tag of its runs)
+cache = Path(store) / "sft" / f"{STUDY}-{key}"  # the task diffs used below, saved beside the domain SFTs
+finished = {r["run_id"] for r in tft.results.load_records(store) if r.get("status") == "finished"}
+
+
+def found(config, **tags):
+    """A finished LT-SFT phase of this study with these settings (seed included) and tags, or None."""
+    return tft.results.find_finished(store, study=STUDY, seed=config.seed, config=config.to_dict(),
+                                     tags={"start_from": src_id, **tags})
+
+
+def saved(path, run_id):
+    """The diff saved at ``path`` by run ``run_id`` when that run is finished in the store; else None."""
+    d = diffs.SparseDiff.load(path) if run_id in finished and path.is_file() else None
+    return d if d is not None and d.meta.get("run_id") == run_id else None
+
+
+def fresh(seed):
+    return tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
+
+
 run_ids, task_sfts, dense_sfts, seed0 = [], {}, {}, {}
 for seed in S["seeds"]:
-    cfg, dcfg = sparse_cfg.replace(seed=seed), dense_cfg.replace(seed=seed)
-    dense = None
-    for k in S["ks"]:
-        bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-        out = sft.lt_sft(bb, data, cfg, k=k, dense_config=dcfg, dense=dense, start_from=dom["source"],
-                        store=store, study=STUDY)
-        dense = out.dense
-        run_ids.append(out.result.run_id)
-        if k == compose_k:
-            task_sfts[seed] = out.diff
-        if seed == S["seeds"][0]:
-            seed0[k] = out.diff
-    run_ids.append(dense.result.run_id)
+    cfg, dcfg, first = sparse_cfg.replace(seed=seed), dense_cfg.replace(seed=seed), seed == S["seeds"][0]
+    n_run = len(data.subsample_train(cfg.max_train_examples, seed=seed).train)  # what a run's fingerprint counts
+    # LT-SFT at every K (one dense phase, shared across K): reused when all its runs and the diffs used below are saved
+    files = {k: cache / f"seed{seed}-lt-sft-{k:g}.sft" for k in S["ks"] if first or k == compose_k}
+    ids = {k: found(cfg, phase="sparse", selection="lottery", k=diffs.resolve_k(k, n_maskable)) for k in S["ks"]}
+    ids["dense"] = found(dcfg, phase="dense", selection="lottery")
+    kept = {k: saved(f, ids[k]) for k, f in files.items()}
+    deltas_file = cache / f"seed{seed}-dense-deltas.pt"  # |θ1 − θ0| of the dense phase (seed 0: the explorer below)
+    kept_deltas = torch.load(deltas_file, weights_only=True) if first and ids["dense"] and deltas_file.is_file() else {}
+    if all(ids.values()) and None not in kept.values() and (not first or kept_deltas.get("run_id") == ids["dense"]):
+        run_ids += list(ids.values())
+        deltas = kept_deltas.get("deltas")
+    else:
+        dense = None
+        for k in S["ks"]:
+            out = sft.lt_sft(fresh(seed), data, cfg, k=k, dense_config=dcfg, dense=dense, start_from=dom["source"],
+                             store=store, study=STUDY)
+            dense = out.dense
+            run_ids.append(out.result.run_id)
+            if k in files:
+                kept[k] = out.diff
+                out.diff.save(files[k])
+        run_ids.append(dense.result.run_id)
+        deltas = dense.deltas
+        if first:
+            torch.save({"run_id": dense.result.run_id, "deltas": deltas}, deltas_file)
+    if compose_k in kept:
+        task_sfts[seed] = kept[compose_k]
+    if first:
+        seed0, deltas0 = {k: kept[k] for k in S["ks"]}, deltas
+    # the random-mask baseline at the same K
     for k in S["random_ks"]:
-        bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-        run_ids.append(sft.lt_sft(bb, data, cfg, k=k, selection="random", start_from=dom["source"],
-                                 store=store, study=STUDY).result.run_id)
-    bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-    res_ad = tft.train(bb, data, cfg.replace(lr=adapter_lr), [TaskAdapter(reduction_factor=adapter_reduction_factor)],
-                       store=store, study=STUDY, verbose=False)
-    run_ids.append(res_ad.run_id)
-    adapter_params = int(res_ad.history["trainable"].iloc[0])
+        rid = found(cfg, phase="sparse", selection="random", k=diffs.resolve_k(k, n_maskable))
+        run_ids.append(rid or sft.lt_sft(fresh(seed), data, cfg, k=k, selection="random", start_from=dom["source"],
+                                         store=store, study=STUDY).result.run_id)
+    # the task adapter (found by its fingerprint)
+    acfg, adapter = cfg.replace(lr=adapter_lr), [TaskAdapter(reduction_factor=adapter_reduction_factor)]
+    rid = tft.results.find_finished(store, tft.engine.fingerprint(backbone, data.name, n_run, acfg, adapter), study=STUDY)
+    rid = rid or tft.train(fresh(seed), data, acfg, adapter, store=store, study=STUDY, verbose=False).run_id
+    run_ids.append(rid)
+    adapter_params = int(tft.results.history(store, rid)["trainable"].iloc[0])
     # the dense counterpart of the composition: dense task diff trained on top of the dense source diff
-    bb = tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
-    dense_sfts[seed] = sft.dense_phase(bb, data, dcfg, start_from=dom_dense["source"], label="dense on dense source",
-                                      store=store, study=STUDY).diff
-    if seed == S["seeds"][0]:
-        deltas0 = dense.deltas
+    label, f = "dense on dense source", cache / f"seed{seed}-dense-on-dense.sft"
+    rid = tft.results.find_finished(store, tft.engine.fingerprint(backbone, data.name, n_run, dcfg, [SparseUpdate(label=label)]),
+                                    study=STUDY)
+    dense_sfts[seed] = saved(f, rid)
+    if dense_sfts[seed] is None:
+        dense_sfts[seed] = sft.dense_phase(fresh(seed), data, dcfg, start_from=dom_dense["source"], label=label,
+                                           store=store, study=STUDY).diff
+        dense_sfts[seed].save(f)
 res = tft.results.load(store)
 res = res[res.run_id.isin(run_ids)].copy()
 res["setting"] = np.where(res.method.isin(["lt-sft", "random-sft"]),
                           res.method + " K=" + res["k"].map(lambda v: f"{v:,.0f}" if pd.notna(v) else ""), res.method)
-held = an.held_out_mean(res, eval_sets[1:], by=["setting", "method", "k_fraction"])
+held = an.held_out_mean(res, held_out, by=["setting", "method", "k_fraction"])
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
 an.ci_table(both, rows="setting")
 
@@ -328,7 +374,7 @@ for seed in S["seeds"]:
                                       {"sparse": dom, "dense": dom_dense}, targets, store=store, study=STUDY))
 comp = pd.concat(comp, ignore_index=True)
 comp["setting"] = comp.kind + ": " + comp.combo
-held_c = an.held_out_mean(comp, [f"shift:{d}" for d in targets], by=["setting", "kind", "combo"])
+held_c = an.held_out_mean(comp, held_out, by=["setting", "kind", "combo"])
 table_c = an.ci_table(pd.concat([comp, held_c], ignore_index=True), rows="setting")
 fig, ax = plt.subplots(figsize=(10, 4))
 an.plot_comparison(pd.concat([comp, held_c], ignore_index=True), x="eval_set", hue="setting", ax=ax,
