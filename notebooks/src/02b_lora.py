@@ -31,11 +31,11 @@
 # ## Parameters
 
 # %% tags=["parameters"]
-mode = "ci"                          # "ci": minutes on 2 CPU cores; "full": results worth teaching from
-backbone = "minilm"
-seeds = [0, 1, 2, 3, 4]              # the protocol's 5 seeds in full mode; ci mode uses the first
-task = "reviews"
-store = "runs"
+mode: str = "ci"                     # "ci": minutes on 2 CPU cores; "full": results worth teaching from
+backbone: str = "minilm"
+seeds: list[int] = [0, 1, 2, 3, 4]   # the protocol's 5 seeds in full mode; ci mode uses the first
+task: str = "reviews"
+store: str = "runs"
 lora_r: int = 8                      # the LoRA rank of the comparison (Hu et al.: 8 is typical)
 lora_alpha: float = 8.0              # scale alpha / r; the paper sets alpha to the first r it tries, untuned
 num_epochs: float = 8.0              # full mode: 8 passes over the 1,198 reviews (600 steps), past the dev plateau
@@ -67,8 +67,8 @@ from tutorfinetune.backbones import block_map
 from tutorfinetune.methods.lora import has_lora, lora_parameters, resolve_targets
 from tutorfinetune.studies import leaderboard as lb
 
+P = nb.typed_parameters(globals())  # papermill passes text: every parameter gets its annotated type
 info = nb.setup(mode, seeds)
-nb.typed_parameters(globals())  # coerce papermill's text to the annotated types
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
@@ -461,13 +461,17 @@ pd.DataFrame([{"check": "max |logit difference|, reloaded from PEFT format vs tr
 # disk (each method's own save format; full fine-tuning: `save_pretrained`), and the step times come
 # from short timing runs through the same training loop, one after another on this machine (batch 16,
 # the same batches for every method; noisy, compare ratios). The sparse fine-tune trains K randomly
-# chosen entries of the blocks' weights, K = LoRA's budget, as LT-SFT's second phase does.
+# chosen entries of the blocks' weights, K = LoRA's budget, as LT-SFT's second phase does. Prefix
+# tuning runs through the `adapter` plug-in with AdapterHub's `prefix_tuning` config (30 prefix
+# vectors per layer, produced during training by a small MLP that also trains); it is stored as its
+# trained tensors in one safetensors file. BitFit has no plug-in here.
 
 # %%
 probe_bb, probe_ms, probe_trainable = timed(["linear-probe"])
 adapter_t, adapter_ms, adapter_trainable = timed([("adapter", {"reduction_factor": rf})])
 lin_bb, lin_ms, lin_trainable = timed([("lora", {"r": lora_r, "alpha": lora_alpha, "target_modules": "all-linear"})])
 full_bb, full_ms, full_trainable = timed(["full"])
+prefix_bb, prefix_ms, prefix_trainable = timed([("adapter", {"config": "prefix_tuning"})])
 sparse_bb = fresh()
 maskable = diffs.maskable_names(sparse_bb.model, sparse_bb.blocks)
 params, units = dict(sparse_bb.model.named_parameters()), sparse_bb.blocks.unit_of(sparse_bb.model)
@@ -480,8 +484,9 @@ sparse_ms = 1000 * sparse_res.timings["train_seconds"] / max(1, sparse_res.timin
 sparse_diff = diffs.SparseDiff.from_models(sparse_bb.model, reference, sparse_bb.blocks)
 
 full_bb.model.save_pretrained(workdir / "full", safe_serialization=True)
-save_file({n: p.detach().contiguous() for n, p in probe_bb.model.named_parameters() if p.requires_grad},
-          str(workdir / "head.safetensors"))
+for name, bb_ in (("head", probe_bb), ("prefix", prefix_bb)):  # the trained tensors (shared ones once)
+    save_file({n: p.detach().contiguous() for n, p in bb_.model.named_parameters() if p.requires_grad},
+              str(workdir / f"{name}.safetensors"))
 tft.methods.save_adapter(adapter_t.model, "task", workdir / "adapter")
 tft.methods.save_lora(lin_bb, workdir / "lora_all")
 sparse_diff.save(workdir / "sparse.sft")
@@ -505,8 +510,9 @@ family = pd.DataFrame([
     {"method": f"sparse fine-tuning (K = {target:,})", "trains": "K chosen entries of the pretrained weights (+ head)",
      "stores per task": "K (index, value) pairs + head", "trainable": target + head,
      "stored MiB": folder_mib(workdir / "sparse.sft"), "ms/step": sparse_ms},
-    {"method": "prefix tuning", "trains": "virtual key/value vectors in every attention layer (+ head)",
-     "stores per task": "the prefixes + head", "trainable": NI, "stored MiB": NI, "ms/step": NI},
+    {"method": "prefix tuning (AdapterHub)", "trains": "virtual key/value vectors in every attention layer, "
+     "through an MLP (+ head)", "stores per task": "the trained tensors (MLP + head); or only the prefixes",
+     "trainable": prefix_trainable, "stored MiB": folder_mib(workdir / "prefix.safetensors"), "ms/step": prefix_ms},
 ])
 measured_rows = family["ms/step"] != NI
 for col in ("stored MiB", "ms/step"):
