@@ -178,6 +178,9 @@ def test_run_entry_chooses_the_lr_on_dev_and_reuses_runs(toy_task, fast_config, 
     assert choose_lr(frame[frame["seed"] == 0])[0] == choose_lr(shuffled[shuffled["seed"] == 0])[0]
     again = run_entry("tiny", toy_task, cfg, ["full"], lrs=[1e-5, 3e-3], protocol=proto, store=tmp_path, study="p")
     assert len(tft.results.load_records(tmp_path)) == 3 and again.chosen_lr == out.chosen_lr  # all reused
+    # the seeds at the chosen lr form one configuration (n = 2), whichever of them was an lr-choice run
+    agg = an.aggregate(out.frame[out.frame["eval_set"] == "dev"], by=("method", "eval_set"))
+    assert len(agg) == 1 and int(agg["n"].iloc[0]) == 2
 
 
 def test_protocol_modes():

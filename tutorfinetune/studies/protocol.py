@@ -144,8 +144,10 @@ def run_entry(
     tags = {**(tags or {}), "protocol": "fair"}
     common = dict(methods=methods, store=store, study=study, methods_factory=methods_factory, **sweep_kw)
     if len(grid) > 1:
-        dev = sweep(backbone, task, cfg, seeds=list(protocol.lr_seeds), grid={"lr": list(grid)},
-                    tags={**tags, "phase": "lr-choice"}, **common)
+        # one sweep per candidate with the same tags as the comparison's runs (no grid or phase tag), so the
+        # lr seeds' runs at the chosen rate are the same configuration as the other seeds' and aggregate with them
+        dev = pd.concat([sweep(backbone, task, cfg.replace(lr=lr), seeds=list(protocol.lr_seeds), tags=tags, **common)
+                         for lr in grid], ignore_index=True)
         chosen, table = choose_lr(dev)
     else:
         chosen, table = grid[0], pd.DataFrame({"lr": [grid[0]], "chosen": [True]})
