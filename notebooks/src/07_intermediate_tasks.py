@@ -299,16 +299,16 @@ for name in intermediates:
     c = claims[(claims.intermediate == name) & (claims["target reviews"] == small) & (claims["eval"] == "in-distribution")].iloc[0]
     paper.append(tests[(tests["eval"] == f"in-distribution, {small} reviews") & (tests.compared == f"{name} − none")].iloc[0].to_dict())
     paper.append({"paper": PAPER, "claim": f"{name} reduces the spread over trials", "eval": f"in-distribution, {small} reviews",
-                  "compared": f"std: {name} − none", "ours (points)": c["std vs none"] + " (bootstrap 95%)",
+                  "compared": f"std: {name} − none", "paper's number": "", "ours (points)": c["std vs none"] + " (bootstrap 95%)",
                   "verdict": {"yes": "reproduced", "less stable": "contradicted"}.get(
                       c["more stable"], "inconclusive (the bootstrap interval includes 0)")})
     paper.append({"paper": PAPER, "claim": f"{name}: the gain is in the mean more than in the best run",
-                  "eval": f"in-distribution, {small} reviews", "compared": f"{name} − none",
+                  "eval": f"in-distribution, {small} reviews", "compared": f"{name} − none", "paper's number": "",
                   "ours (points)": f"mean {100 * c.dm:+.1f} vs best {100 * c.db:+.1f}",
                   "verdict": "inconclusive (" + ("as claimed" if c.dm > 0 and c.dm > c.db else "not as claimed") + "; no test)"})
 paper += tests[tests.claim.str.endswith("helps more with less target data")
                & tests.compared.str.startswith(tuple(f"{name}: " for name in intermediates))].to_dict("records")
-paper = pd.DataFrame(paper).reset_index(drop=True)
+paper = pd.DataFrame(paper).astype({"n": "Int64"}).reset_index(drop=True)  # n: pairs of cells (tested rows only)
 paper
 
 # %% [markdown]
