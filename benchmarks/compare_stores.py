@@ -49,15 +49,15 @@ def group(store: Path, studies: set[str] | None = None) -> dict[str, list[dict]]
 
 
 def compare(a: Path, b: Path, studies: set[str] | None = None) -> tuple[int, int, list[str]]:
+    """(pairs compared, pairs identical, lines to print)."""
     ga, gb = group(a, studies), group(b, studies)
-    lines, compared, differing = [], 0, 0
+    lines, compared, identical = [], 0, 0
     for k in sorted(set(ga) | set(gb)):
         ra, rb = ga.get(k, []), gb.get(k, [])
         desc = json.loads(k)
         label = f"{desc['study']} | {desc['method']} | seed {desc['seed']} | {desc['tags']}"
         if len(ra) != len(rb):
             lines.append(f"COUNT {label}: {len(ra)} run(s) in {a}, {len(rb)} in {b}")
-            differing += 1
         for x, y in zip(ra, rb):
             compared += 1
             mx, my = x.get("metrics") or {}, y.get("metrics") or {}
@@ -67,10 +67,11 @@ def compare(a: Path, b: Path, studies: set[str] | None = None) -> tuple[int, int
                     vx, vy = mx.get(ev, {}).get(m), my.get(ev, {}).get(m)
                     if vx != vy:
                         diffs.append(f"{ev}/{m}: {vx!r} != {vy!r}")
-            if diffs:
-                differing += 1
+            if not diffs:
+                identical += 1
+            else:
                 lines.append(f"DIFF {label} ({x['run_id']} vs {y['run_id']}): " + "; ".join(diffs))
-    return compared, differing, lines
+    return compared, identical, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_dir():
             print(f"{p} is not a results store folder.", file=sys.stderr)
             return 2
-    compared, differing, lines = compare(args.before, args.after, set(args.study) or None)
+    compared, identical, lines = compare(args.before, args.after, set(args.study) or None)
     for line in lines:
         print(line)
-    print(f"compared {compared} finished runs: {compared - differing if differing <= compared else 0} identical, "
-          f"{differing} differing or unmatched")
-    return 1 if differing else 0
+    unmatched = sum(line.startswith("COUNT") for line in lines)
+    print(f"compared {compared} pairs of finished runs: {identical} identical, {compared - identical} differing; "
+          f"{unmatched} configuration(s) with a different number of runs on the two sides")
+    return 1 if lines else 0
 
 
 if __name__ == "__main__":
