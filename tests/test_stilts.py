@@ -180,6 +180,28 @@ def test_target_starts_from_the_intermediate_encoder_with_a_fresh_head(mc_task, 
     assert "carry_pooler" not in plug.describe() and ablate.describe()["carry_pooler"] is False
 
 
+def test_a_target_that_reads_by_mean_takes_an_intermediate_with_a_pooler_and_back(mc_task, toy_task, cfg):
+    inter = st.train_intermediate("tiny", mc_task, cfg, store=None)  # tiny: "auto" is BERT's pooler
+    assert any(k.startswith("pooler.") for k in inter.state)
+    target = tft.load_backbone("tiny", num_labels=2, seed=5, readout="mean")
+    st.FromIntermediate(inter).prepare(target.model, target.blocks)  # the unused pooler is left behind
+    now = st.encoder_state(target.model)
+    assert not any(k.startswith("pooler.") for k in now)
+    assert all(torch.equal(v, inter.state[k]) for k, v in now.items())
+    out = st.stilts("tiny", None, toy_task, cfg.replace(readout="mean"), intermediate=inter, store=None)
+    assert out.result.config.readout == "mean" and out.result.status == "finished"
+    # the other way: an intermediate encoder without a pooler; a pooler target keeps its pretrained one
+    no_pooler = st.train_intermediate("tiny", mc_task, cfg.replace(readout="mean"), store=None)
+    assert not any(k.startswith("pooler.") for k in no_pooler.state)
+    again = tft.load_backbone("tiny", num_labels=2, seed=5)
+    pretrained = {k: v.clone() for k, v in again.model.bert.pooler.state_dict().items()}
+    st.FromIntermediate(no_pooler).prepare(again.model, again.blocks)
+    now = st.encoder_state(again.model)
+    assert all(torch.equal(now[f"pooler.{k}"], v) for k, v in pretrained.items())
+    assert torch.equal(now["encoder.layer.0.attention.self.query.weight"],
+                       no_pooler.state["encoder.layer.0.attention.self.query.weight"])
+
+
 def test_stilts_recipe_records_both_phases(tmp_path, mc_task, toy_task, cfg):
     recipe = tft.recipes.get("stilts")
     out = recipe("tiny", mc_task, toy_task, cfg, store=tmp_path, study="s")

@@ -255,14 +255,19 @@ class FromIntermediate(Method):
         base = getattr(model, model.base_model_prefix)
         own = base.state_dict()
         _check_weights(inter, f"{inter.id} ({inter.task!r})", prefix=model.base_model_prefix)
-        missing, extra = sorted(set(own) - set(inter.state)), sorted(set(inter.state) - set(own))
+        # The pooler belongs to the readout, not to the encoder: a target that reads by mean or [CLS] has
+        # none (its intermediate pooler is not needed), and an intermediate trained that way has none to
+        # give (the target keeps its pretrained pooler). Every other weight must be there.
+        pooler = "pooler."
+        missing = sorted(k for k in set(own) - set(inter.state) if not k.startswith(pooler))
+        extra = sorted(k for k in set(inter.state) - set(own) if not k.startswith(pooler))
         shapes = [k for k in own if k in inter.state and tuple(own[k].shape) != tuple(inter.state[k].shape)]
         if missing or extra or shapes:
             raise STILTsError(
                 f"The intermediate encoder does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}, "
                 f"other shapes {shapes[:3]}. Use the backbone it was trained from ({inter.meta.get('backbone')!r}).")
         for k, t in own.items():
-            if self.config.carry_pooler or not k.startswith("pooler."):
+            if k in inter.state and (self.config.carry_pooler or not k.startswith(pooler)):
                 t.copy_(inter.state[k].to(t.device, t.dtype))
         if self.config.carry_head:
             if inter.head is None:
