@@ -144,10 +144,11 @@ def run_entry(
     tags = {**(tags or {}), "protocol": "fair"}
     common = dict(methods=methods, store=store, study=study, methods_factory=methods_factory, **sweep_kw)
     if len(grid) > 1:
-        # one sweep per candidate with the same tags as the comparison's runs (no grid or phase tag), so the
-        # lr seeds' runs at the chosen rate are the same configuration as the other seeds' and aggregate with them
-        dev = pd.concat([sweep(backbone, task, cfg.replace(lr=lr), seeds=list(protocol.lr_seeds), tags=tags, **common)
-                         for lr in grid], ignore_index=True)
+        # one sweep over the candidates (run in parallel by a parallel executor) with the same tags as the
+        # comparison's runs (no grid or phase tag), so the lr seeds' runs at the chosen rate are the same
+        # configuration as the other seeds' and aggregate with them
+        dev = sweep(backbone, task, cfg, seeds=list(protocol.lr_seeds), grid={"lr": list(grid)}, tag_grid=False,
+                    **common, tags=tags)
         chosen, table = choose_lr(dev)
     else:
         chosen, table = grid[0], pd.DataFrame({"lr": [grid[0]], "chosen": [True]})

@@ -54,6 +54,7 @@ def plan(
     tags: dict[str, Any] | None = None,
     methods_factory: Callable[[dict[str, Any]], Any] | None = None,
     verbose: bool = False,
+    tag_grid: bool = True,
 ) -> list[tuple[dict[str, Any], int, RunSpec]]:
     """The runs of a sweep, in order: (grid settings, seed, :class:`~.executors.RunSpec` keyed by fingerprint).
     Settings and methods are checked here, in the driver, so a typo fails before anything runs."""
@@ -72,7 +73,8 @@ def plan(
             label = ", ".join(f"{k}={v}" for k, v in {**settings, "seed": seed}.items())
             out.append((settings, seed, RunSpec(
                 backbone=backbone, task=task, config=cfg, methods=spec_methods, study=study,
-                tags={**(tags or {}), **{k: _tag(v) for k, v in settings.items()}}, key=fp, label=label,
+                tags={**(tags or {}), **({k: _tag(v) for k, v in settings.items()} if tag_grid else {})},
+                key=fp, label=label,
                 verbose=verbose)))
     return out
 
@@ -95,6 +97,7 @@ def sweep(
     workers: int | None = None,
     address: str | None = None,
     gpus_per_run: float | None = None,
+    tag_grid: bool = True,
 ) -> pd.DataFrame:
     """Train every combination of ``grid`` (TrainConfig fields) for every seed; return the tidy results.
 
@@ -111,6 +114,9 @@ def sweep(
         executor: ``"serial"`` (one run after another here), ``"ray"`` (in parallel: this machine's cores,
             its GPUs with ``gpus_per_run``, or a cluster at ``address``), or an
             :class:`~.executors.Executor`; ``workers``: runs at once (see :mod:`.executors`).
+        tag_grid: add each run's grid values to its tags (the default). False when the grid only varies
+            config fields (already in each run's config) and the runs must aggregate with runs of the same
+            configuration made without a grid, as :func:`~.protocol.run_entry` does for its learning rates.
 
     Returns:
         The tidy rows (``results.load``) of exactly the finished runs of this sweep. A run that fails is
@@ -118,7 +124,7 @@ def sweep(
         ``attrs["failed"]`` too: label -> error); when every run to train failed, :class:`StudyError`.
     """
     runs_plan = plan(backbone, task, config, seeds, grid, methods, study=study, tags=tags,
-                     methods_factory=methods_factory, verbose=verbose)
+                     methods_factory=methods_factory, verbose=verbose, tag_grid=tag_grid)
     ex = make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
     done = results.finished_runs(store, study=study) if reuse else {}
     outcomes = run_specs([spec for _, _, spec in runs_plan], ex, store=store, done=done,
