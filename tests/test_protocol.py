@@ -58,10 +58,16 @@ def test_config_readout_auto_is_resolved_and_recorded(toy_task, fast_config, tmp
     rec = tft.results.load_records(tmp_path)[0]
     assert rec["config"]["readout"] == "cls"
     # the neutral values of the new fields stay out of the record: older fingerprints still match
-    assert "readout" not in fast_config.to_dict() and "select_best" not in fast_config.to_dict()
+    pooler = fast_config.replace(readout="pooler")
+    assert "readout" not in pooler.to_dict() and "select_best" not in pooler.to_dict()
+    assert tft.TrainConfig.from_dict(pooler.to_dict()) == pooler  # absent in a written dict: the neutral value
+    assert tft.TrainConfig().readout == "auto" and fast_config.to_dict()["readout"] == "auto"
+    assert tft.TrainConfig.from_dict({"lr": 1e-4}, written=False).readout == "auto"  # a dict written by hand
+    assert pooler.replace(lr=1e-4).readout == "pooler"  # replace keeps every field it is not given
     bb2 = tft.load_backbone("tiny", num_labels=2)
-    res2 = tft.train(bb2, toy_task, fast_config.replace(readout="auto", max_steps=2), store=None, verbose=False)
-    assert res2.config.readout == "pooler"  # tiny is a plain BERT config
+    res2 = tft.train(bb2, toy_task, fast_config.replace(max_steps=2), store=tmp_path / "b", verbose=False)
+    assert res2.config.readout == "pooler"  # the default "auto": tiny is a plain BERT config
+    assert "readout" not in tft.results.load_records(tmp_path / "b")[0]["config"]  # recorded as resolved
 
 
 # --------------------------------------------------------------------------------------------

@@ -157,6 +157,29 @@ def test_train_command_trains_and_reuses(tmp_path, capsys, toy_csv):
     assert rec["methods"][0]["p"] == 0.3
 
 
+def test_train_command_selects_on_dev_by_default_and_keeps_the_final_step(tmp_path, capsys, toy_csv):
+    base = ["train", "--backbone", "tiny", "--task", str(toy_csv), "--steps", "6", "--lr", "1e-3", "--max-length", "32"]
+    assert main([*base, "--store", str(tmp_path / "a"), "--evaluations", "3"]) == 0
+    rec = results.load_records(tmp_path / "a")[0]
+    assert rec["config"]["select_best"] is True and rec["config"]["eval_every"] == 2
+    assert rec["best_step"] in (2, 4, 6) and rec["selected_on"] == "dev"
+    assert set(rec["final_metrics"]) == set(rec["metrics"])  # the final step's metrics kept beside the best's
+    assert "readout" not in rec["config"]  # tiny is a plain BERT config: auto resolved to its pooler
+    assert main([*base, "--store", str(tmp_path / "b"), "--no-select-best", "--readout", "mean"]) == 0
+    rec = results.load_records(tmp_path / "b")[0]
+    assert "select_best" not in rec["config"] and rec.get("best_step") is None and rec["config"]["readout"] == "mean"
+    assert main([*base, "--store", str(tmp_path / "c"), "--no-select-best", "--early-stopping", "2"]) == 2
+    assert "needs --select-best" in capsys.readouterr().err
+    # a task without a dev split: a note, and the final step
+    nodev = tmp_path / "nodev.csv"
+    frame = pd.read_csv(toy_csv)
+    frame[frame.split != "dev"].to_csv(nodev, index=False)
+    assert main(["train", "--backbone", "tiny", "--task", str(nodev), "--steps", "2", "--max-length", "32",
+                 "--store", str(tmp_path / "d")]) == 0
+    assert "no 'dev' split" in capsys.readouterr().err
+    assert results.load_records(tmp_path / "d")[0].get("best_step") is None
+
+
 @pytest.mark.parametrize("cmd", ["notebooks", "study", "sweep", "train", "results", "summary"])
 def test_every_command_has_help(cmd):
     out = subprocess.run([sys.executable, "-m", "tutorfinetune", cmd, "--help"], capture_output=True, text=True)

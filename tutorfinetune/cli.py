@@ -43,6 +43,7 @@ from .studies.notebooks import (
     parse_value,
     run_notebooks,
 )
+from .studies.protocol import Protocol
 from .studies.runs import sweep
 
 __all__ = ["main", "build_parser", "run_study", "discover_notebooks", "CliError"]
@@ -148,8 +149,22 @@ def _cmd_train(args) -> int:
         fields["num_epochs"] = args.epochs
     if args.eval_sets:
         fields["eval_sets"] = args.eval_sets
-    cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    if args.evaluations < 1:
+        raise CliError(f"--evaluations must be at least 1 (got {args.evaluations}).")
+    if args.early_stopping and not args.select_best:
+        raise CliError("--early-stopping stops on the dev score: it needs --select-best (the default).")
+    cfg = TrainConfig(**{k: v for k, v in fields.items() if v is not None}, readout=args.readout)
     task = load_task(args.task)
+    select = args.select_best
+    if select and cfg.curve_eval_set not in task.eval_set_names("dev"):
+        print(f"note: task {task.name!r} has no {cfg.curve_eval_set!r} split, so the test sets are scored at the "
+              "final step (give the task a dev split, or load it with an eval fraction, to select on dev).",
+              file=sys.stderr)
+        select = False
+    if select:  # the protocol's model selection: dev evaluated about `evaluations` times, test at the best one
+        n_train = len(task.subsample_train(cfg.max_train_examples, seed=cfg.seed).train)
+        cfg = Protocol(readout=args.readout, select_best=True, evaluations=args.evaluations,
+                       early_stopping=args.early_stopping).configure(cfg, n_train)
     df = sweep(args.backbone, task, cfg, seeds=seeds, methods=methods, store=args.store, study=args.study,
                verbose=args.verbose, **_scale(args))
     print(analysis.ci_table(df).to_string())
@@ -324,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-train-examples", type=int, default=None)
     tr.add_argument("--max-eval-examples", type=int, default=None)
     tr.add_argument("--eval-sets", nargs="*", default=None, help="eval sets to report (default: all of the task's)")
+    tr.add_argument("--readout", choices=["auto", "pooler", "cls", "mean"], default="auto",
+                    help="how the head reads the encoder (default auto: the checkpoint's own pooling, mean for MiniLM)")
+    tr.add_argument("--select-best", action=argparse.BooleanOptionalAction, default=True,
+                    help="report the test sets at the best dev step (default; the final step's metrics stay in the "
+                         "record); --no-select-best reports the final step. Needs a dev split.")
+    tr.add_argument("--evaluations", type=int, default=10, help="dev evaluations per run with --select-best")
+    tr.add_argument("--early-stopping", type=int, default=0, metavar="N",
+                    help="with --select-best, stop after N dev evaluations without improvement (0: never)")
     tr.add_argument("--store", type=Path, default=Path("runs"))
     tr.add_argument("--study", default="cli")
     tr.add_argument("--csv", default=None, help="also write the aggregated table to this CSV file")

@@ -158,7 +158,8 @@ def as_list(value: Any, item_type: type = int, name: str = "value") -> list:
     return list(coerce(name, value, tuple[item_type, ...]))
 
 
-#: fields added after 0.1 -> the value at which to_dict() leaves them out (what runs before them did)
+#: fields added after 0.1 -> the value at which to_dict() leaves them out (what runs before them did; for
+#: ``readout`` that is not the default: runs record the readout "auto" resolved to, see engine.record)
 _OMIT_WHEN: dict[str, Any] = {"readout": "pooler", "select_best": False, "early_stopping": 0}
 
 
@@ -192,7 +193,8 @@ class TrainConfig:
         fused_adamw: use the fused AdamW kernel where this torch has it.
         readout: how the head reads the encoder (:mod:`tutorfinetune.heads`): ``"pooler"`` (BERT's
             pooler), ``"cls"``, ``"mean"`` (masked mean of the token states), or ``"auto"`` (the
-            checkpoint's own pretraining pooling: mean for all-MiniLM-L6-v2).
+            checkpoint's own pretraining pooling, the default: mean for all-MiniLM-L6-v2, BERT's pooler for
+            a plain BERT checkpoint; the run records the readout it resolved to).
         select_best: evaluate the curve set (a dev split) during training and report the eval sets at
             the best dev step (model selection on dev, as the papers' ``load_best_model_at_end``); the
             final-step metrics stay in the record (``final_metrics``).
@@ -222,7 +224,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = 0
     fused_adamw: bool = True
-    readout: Literal["pooler", "cls", "mean", "auto"] = "pooler"
+    readout: Literal["pooler", "cls", "mean", "auto"] = "auto"
     select_best: bool = False
     early_stopping: int = 0
 
@@ -272,14 +274,21 @@ class TrainConfig:
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], *, written: bool = True) -> "TrainConfig":
+        """The config of a dict of fields; unknown fields raise :class:`UnknownFieldError` with a suggestion.
+
+        ``written=True`` (the default) reads a dict written by :meth:`to_dict` (a run record, a checkpoint):
+        a field that ``to_dict`` leaves out at its neutral value (:data:`_OMIT_WHEN`) is read as that value,
+        so ``from_dict(c.to_dict()) == c`` always holds and a record made before the field existed means
+        what its run did (``readout="pooler"``). ``written=False`` reads a dict written by hand: absent
+        fields take the class defaults, as ``TrainConfig(**data)`` does (``readout="auto"``)."""
         if not isinstance(data, dict):
             raise ConfigError(f"TrainConfig.from_dict needs a dict, got {type(data).__name__}.")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in data if k not in names]
         if unknown:
             raise UnknownFieldError(_unknown_fields_message(unknown, names))
-        return cls(**data)
+        return cls(**({**_OMIT_WHEN, **data} if written else data))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "TrainConfig":
@@ -299,7 +308,12 @@ class TrainConfig:
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        return self.from_dict({**self.to_dict(), **changes})
+        """A copy with ``changes`` (checked and coerced like the constructor's arguments)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = [k for k in changes if k not in names]
+        if unknown:
+            raise UnknownFieldError(_unknown_fields_message(unknown, names))
+        return dataclasses.replace(self, **changes)
 
     # --- the step budget ---------------------------------------------------------------------
     def steps_per_epoch(self, n_train: int) -> int:

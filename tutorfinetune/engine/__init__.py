@@ -16,10 +16,10 @@ from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .evaluation import check_head, evaluate
 from .loop import evaluate_only, position_limit, train
 from .optim import build_optimizer, lr_factor, trainable_parameters
-from .record import RunRecorder, fingerprint, method_name
+from .record import RunRecorder, fingerprint, method_name, resolved_config
 from .state import RunResult, TrainState
 
 __all__ = ["train", "evaluate", "evaluate_only", "RunResult", "TrainState", "TrainingError", "NonFiniteLossError",
            "Encoded", "encode", "cap_rows", "fingerprint", "make_batches", "collate", "build_optimizer",
            "trainable_parameters", "lr_factor", "resolve_device", "versions", "check_head", "save_checkpoint",
-           "load_checkpoint", "latest_checkpoint", "RunRecorder", "method_name", "position_limit"]
+           "load_checkpoint", "latest_checkpoint", "RunRecorder", "method_name", "position_limit", "resolved_config"]

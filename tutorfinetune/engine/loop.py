@@ -136,7 +136,7 @@ def _as_config(config: TrainConfig | dict | None) -> TrainConfig:
     if config is None:
         return TrainConfig()
     if isinstance(config, dict):
-        return TrainConfig.from_dict(config)
+        return TrainConfig.from_dict(config, written=False)
     if not isinstance(config, TrainConfig):
         raise TrainingError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
     return config

@@ -24,15 +24,22 @@ from ..config import TrainConfig
 from ..env import versions
 from ..results import RunStore
 
-__all__ = ["RunRecorder", "fingerprint", "method_name", "new_run_id"]
+__all__ = ["RunRecorder", "fingerprint", "method_name", "new_run_id", "resolved_config"]
+
+
+def resolved_config(backbone: str, config: TrainConfig) -> TrainConfig:
+    """``config`` as a run of ``backbone`` records it: ``readout="auto"`` replaced by the readout it
+    resolves to for this backbone (what fingerprints and record look-ups must compare)."""
+    if config.readout == "auto":
+        return config.replace(readout=resolve_readout(backbone, "auto"))
+    return config
 
 
 def fingerprint(backbone: str, task: str, n_train: int, config: TrainConfig, methods: list) -> str:
     """Identity of a run's inputs: config, task and training-set size, backbone, methods. ``readout="auto"``
     counts as the readout it resolves to for this backbone, so a sweep's look-up before a run and the
     run's own record agree."""
-    if config.readout == "auto":
-        config = config.replace(readout=resolve_readout(backbone, "auto"))
+    config = resolved_config(backbone, config)
     desc = {"config": config.to_dict(), "task": task, "n_train": int(n_train),
             "backbone": backbone, "methods": [m.describe() for m in methods]}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -158,7 +158,7 @@ def lt_sft(
     if n_iterations < 1:
         raise SparseError(f"n_iterations must be >= 1, got {n_iterations}.")
     if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
+        config = TrainConfig.from_dict(config, written=False)
     dense_config = dense_config or config
     model, blocks, names, params = _start(backbone, start_from)
     k_count = resolve_k(k, sum(params[n].numel() for n in names))

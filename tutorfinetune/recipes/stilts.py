@@ -115,7 +115,7 @@ def train_intermediate(
         :class:`Intermediate` with the encoder's weights and the run.
     """
     if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
+        config = TrainConfig.from_dict(config, written=False)
     if not isinstance(task, Task):
         raise STILTsError(f"The intermediate task must be a Task (load_task, domain_task, real_fake_task), got "
                           f"{type(task).__name__}.")
@@ -147,7 +147,7 @@ def cached_intermediate(
     """:func:`train_intermediate`, saved under ``<folder>/<id>`` and loaded from there when a model with the
     same settings (backbone, task data, config, methods) was trained before."""
     if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
+        config = TrainConfig.from_dict(config, written=False)
     meths = resolve(methods)
     _check_intermediate_methods(meths)
     key = _intermediate_key(backbone, task, config, meths)
@@ -209,7 +209,7 @@ def stilts(
         ``intermediate_task`` and ``intermediate`` (the intermediate model's id).
     """
     if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
+        config = TrainConfig.from_dict(config, written=False)
     if not isinstance(target_task, Task):
         raise STILTsError(f"target_task must be a Task, got {type(target_task).__name__}.")
     if target_task.multiple_choice and carry_head:

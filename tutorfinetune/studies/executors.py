@@ -65,7 +65,7 @@ from .. import results
 from ..backbones import backbone_for_task
 from ..config import TrainConfig
 from ..engine import train
-from ..engine.record import RunRecorder, method_name
+from ..engine.record import RunRecorder, method_name, resolved_config
 from ..methods import resolve
 from ..progress import outer_bar, progress_bar, set_progress
 from ..recipes.lt_sft import lt_sft
@@ -152,7 +152,8 @@ class WorkerContext:
 def recipe_key(recipe: str, backbone: str, task_name: str, config: TrainConfig, options: Mapping[str, Any],
                study: str, tags: Mapping[str, Any]) -> str:
     """Identity of a recipe run (several ``train`` calls, whose fingerprints are known only as it runs)."""
-    desc = {"recipe": recipe, "backbone": backbone, "task": task_name, "config": config.to_dict(),
+    desc = {"recipe": recipe, "backbone": backbone, "task": task_name,
+            "config": resolved_config(backbone, config).to_dict(),
             "options": dict(options), "study": study, "tags": dict(tags)}
     return "r" + hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:15]
 
@@ -351,7 +352,13 @@ class RayExecutor(Executor):
             kw["address"] = self.address
         kw.update(init_kwargs)
         try:
-            ray.init(**kw)
+            try:
+                ray.init(**kw)
+            except Exception as e:  # noqa: BLE001 - a local start that timed out on a busy machine: once more
+                if self.address is not None or "timed out during startup" not in str(e):
+                    raise
+                ray.shutdown()
+                ray.init(**kw)
         except ConnectionError as e:
             raise ExecutorError(f"Could not reach a Ray cluster at address={self.address!r} ({e}). Start one with "
                                 "'ray start --head' (then address='auto' on that machine, or 'HEAD_IP:6379' "
@@ -360,7 +367,7 @@ class RayExecutor(Executor):
             if "timed out during startup" not in str(e):
                 raise
             raise ExecutorError("Ray could not start a local instance: its processes did not come up in time (Ray "
-                                "gives its node agent about 15 s, which a machine busy with other work may not "
+                                "gives its node agent 30 s, twice here, which a machine busy with other work may not "
                                 "leave it). Retry when the machine is quieter, start one yourself with 'ray start "
                                 "--head' and pass address='auto', or use executor='serial'.") from e
         self.started_here = True

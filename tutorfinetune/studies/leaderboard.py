@@ -31,6 +31,7 @@ from .. import results
 from ..backbones import backbone_for_task
 from ..config import TrainConfig, did_you_mean
 from ..data import Task
+from ..engine.record import resolved_config
 from ..methods.intermediate import FromIntermediate
 from ..methods.unfreezing import auto_k
 from .executors import Executor, RunSpec, make_executor, recipe_key, run_specs, summarize
@@ -162,8 +163,10 @@ def _config(regime: Regime, entry: Entry, base: TrainConfig) -> TrainConfig:
     return base.replace(lr=entry.lr, max_steps=regime.steps, max_train_examples=regime.n_train)
 
 
-def _done_recipe(store, study: str, entry: Entry, regime: Regime, seed: int, cfg: TrainConfig) -> str | None:
-    return results.find_finished(store, study=study, seed=seed, config=cfg.replace(seed=seed).to_dict(),
+def _done_recipe(store, study: str, entry: Entry, regime: Regime, seed: int, cfg: TrainConfig,
+                 backbone: str) -> str | None:
+    cfg = resolved_config(backbone, cfg.replace(seed=seed))  # records hold the readout "auto" resolved to
+    return results.find_finished(store, study=study, seed=seed, config=cfg.to_dict(),
                                  tags={"entry": entry.name, "regime": regime.name, "phase": "sparse"})
 
 
@@ -225,7 +228,7 @@ def run_leaderboard(
         elif entry.recipe == "lt-sft":
             options = {"k": entry.options.get("k", 0.02), "selection": entry.options.get("selection", "lottery")}
             for seed in seeds:
-                rid = _done_recipe(store, study, entry, regime, seed, cfg)
+                rid = _done_recipe(store, study, entry, regime, seed, cfg, backbone)
                 if rid:
                     ids.append(rid)
                 elif run_missing:
