@@ -2,7 +2,7 @@
 """Set up a local environment and run the study or the tests: the README's two commands.
 
     python3 run.py study      # every notebook in full mode (tutorfinetune notebooks), outputs/, the summary
-    python3 run.py test       # lint + the whole test suite (what CI runs)
+    python3 run.py test       # lint + the whole test suite (what CI runs), one test process per core
 
 Both create `.venv/` on first use and install what they need into it, so a fresh clone needs only
 Python >= 3.10 and pip. A torch that already works in the base interpreter (Colab, a conda env) is
@@ -59,6 +59,17 @@ def ensure_env() -> Path:
     return py
 
 
+def _parallel(rest: list[str]) -> list[str]:
+    """pytest-xdist options: one test process per core (at most 4; each runs torch on one thread, see
+    tests/conftest.py), tests of one ``xdist_group`` in the same process. None when the caller chose
+    (``-n``, ``-p no:xdist``) or there is one core. Small models use two one-thread processes better
+    than one two-thread process (benchmarks/bench_ray.py measures the same for runs)."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or any(a == "-n" or a.startswith(("-n", "--numprocesses")) or "xdist" in a for a in rest):
+        return []
+    return ["-n", str(min(cores, 4)), "--dist", "loadgroup"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"study", "test", "setup"}:
         print(__doc__)
@@ -70,7 +81,7 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "test":
         _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "notebooks", "run.py"], cwd=ROOT)
-        return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
+        return subprocess.run([str(py), "-m", "pytest", *_parallel(rest), *rest], cwd=ROOT, env=env).returncode
     return subprocess.run([str(py), "-m", "tutorfinetune", "notebooks", *rest], cwd=ROOT, env=env).returncode
 
 

@@ -30,6 +30,7 @@ from tutorfinetune.studies.executors import (
 from tutorfinetune.studies.runs import StudyError
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("ray")  # under pytest -n, one process holds the module's one cluster
 KEY = ["seed", "lr", "eval_set", "metric"]
 
 
@@ -38,7 +39,14 @@ def ray_cluster():
     ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install -e '.[dev]' installs it)")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray gives its raylet 30 s to start; on 2 busy cores (pytest -n 2) it may need a retry
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for a node that timed out
+            ray.shutdown()
+            if attempt == 2 or "timed out" not in str(e):
+                raise
     yield ray
     ray.shutdown()
 
