@@ -42,6 +42,8 @@ num_epochs: float = 8.0              # full mode: 8 passes over the 1,198 review
 ranks: list[int] = [1, 2, 4, 8, 16, 32, 64]  # ranks of the parameter table and the widget
 rank_sweep: list[int] = [1, 4, 8, 32]        # ranks trained and measured (full mode, 3 seeds)
 timing_steps: int = 30               # optimiser steps of each timing run of the family map (full mode)
+executor: str = "serial"             # "ray": the runs of each entry in parallel (pip install 'tutorfinetune[scale]')
+workers: int = 0                     # runs at once with executor="ray" (0: the package's default for this machine)
 
 # %%
 import copy
@@ -84,6 +86,7 @@ base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max
                        max_train_examples=S["max_train_examples"], max_eval_examples=S["max_eval_examples"],
                        eval_sets=data.eval_set_names("dev") + test_sets)
 STUDY = "02b_lora"
+scale = dict(executor=executor, workers=workers or None)  # how the runs are executed; results do not depend on it
 sns.set_theme(style="whitegrid", context="notebook")
 print(f"protocol: {protocol}\nbudget: {base.total_steps(len(data.subsample_train(base.max_train_examples).train))} "
       f"optimiser steps per run; eval sets {base.eval_sets}")
@@ -270,7 +273,8 @@ ENTRIES = {  # entry -> (plug-ins, learning-rate family)
 }
 LORA, ADAPTER, FULL = ENTRIES
 entry_results = {name: tft.studies.run_entry(backbone, data, base, meths, family=family, protocol=protocol,
-                                             store=store, study=STUDY, tags={"experiment": "matched", "entry": name})
+                                             store=store, study=STUDY, tags={"experiment": "matched", "entry": name},
+                                             **scale)
                  for name, (meths, family) in ENTRIES.items()}
 # one configuration per entry (its seeds at the chosen lr), whatever tags its reused runs carry
 runs = pd.concat([r.frame.assign(entry=n) for n, r in entry_results.items()], ignore_index=True).drop(
@@ -344,7 +348,7 @@ lora_lr = entry_results[LORA].chosen_lr
 rank_proto = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["rank_seeds"]), lr_seeds=tuple(S["rank_seeds"][:1]))
 rank_runs = pd.concat([tft.studies.run_entry(backbone, data, base, [("lora", {"r": r, "alpha": lora_alpha})],
                                              lrs=[lora_lr], protocol=rank_proto, store=store, study=STUDY,
-                                             tags={"experiment": "rank"}).frame.assign(rank=r)
+                                             tags={"experiment": "rank"}, **scale).frame.assign(rank=r)
                        for r in sorted(set(S["rank_sweep"]) | {lora_r})], ignore_index=True).drop(columns="config_id")
 rank_acc = rank_runs[rank_runs.metric == "accuracy"]
 rank_both = pd.concat([rank_acc[rank_acc.eval_set == in_dist[0]],
