@@ -47,7 +47,7 @@ data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
     ci=dict(seeds=info["seeds"][:2], lrs=sorted({lr, max(lrs)}), sizes=train_sizes[:1], max_train_examples=256,
-            max_eval_examples=120, max_steps=30, low_data_steps=20, eval_every=10, lr_seeds=info["seeds"][:2]),
+            max_eval_examples=48, max_steps=16, low_data_steps=12, eval_every=4, lr_seeds=info["seeds"][:2]),
     full=dict(seeds=info["seeds"], lrs=lrs, sizes=train_sizes, max_train_examples=None, max_eval_examples=None,
               max_steps=None, low_data_steps=100, eval_every=25, lr_seeds=info["seeds"][:3]),
 )

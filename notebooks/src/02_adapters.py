@@ -54,9 +54,9 @@ P = nb.typed_parameters(globals())  # papermill passes text: every parameter get
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:2], regimes={"low-data": low_data}, max_steps=30, rfs=reduction_factors[:2],
-            rf_seeds=info["seeds"][:1], warm_steps=20, mlm_steps=min(mlm_steps, 20),
-            max_eval_examples=120),
+    ci=dict(seeds=info["seeds"][:2], regimes={"low-data": low_data}, max_steps=16, rfs=reduction_factors[:2],
+            rf_seeds=info["seeds"][:1], warm_steps=10, mlm_steps=min(mlm_steps, 10),
+            max_eval_examples=48),
     full=dict(seeds=info["seeds"], regimes={"low-data": low_data, "all data": None}, max_steps=None,
               rfs=reduction_factors, rf_seeds=info["seeds"], warm_steps=200, mlm_steps=mlm_steps,
               max_eval_examples=None),
