@@ -325,6 +325,9 @@ def apply_readout(backbone: Backbone, readout: str) -> str:
     want = resolve_readout(backbone.name, readout)
     have = readout_of(backbone.model)
     if want == have:
+        if not _head_is_current(backbone):  # the readout was changed on the model alone (a loader adopted it)
+            backbone.blocks = block_map(backbone.model)
+            backbone.info["readout"] = have
         return have
     if want == "pooler":
         raise ReadoutError(f"This model already reads its encoder with readout={have!r}; its pooler is gone. Load a "
@@ -333,6 +336,12 @@ def apply_readout(backbone: Backbone, readout: str) -> str:
     backbone.blocks = block_map(backbone.model)
     backbone.info["readout"] = used
     return used
+
+
+def _head_is_current(backbone: Backbone) -> bool:
+    base = getattr(backbone.model, getattr(backbone.model, "base_model_prefix", ""), None)
+    pooler = getattr(base, "pooler", None)
+    return pooler is None or any(m is pooler for m in backbone.blocks.head)
 
 
 def backbone_for_task(name: str, task, seed: int = 0, **kw) -> Backbone:

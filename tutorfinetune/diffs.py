@@ -38,6 +38,7 @@ from torch import nn
 
 from .backbones import BackboneError, block_map, model_id
 from .config import ConfigError, coerce
+from .heads import adopt_readout, readout_of
 
 __all__ = ["SparseError", "SparseDiff", "maskable_names", "resolve_k", "select_mask", "random_mask", "random_mask_like", "base_id",
            "head_names", "compose", "FORMAT"]
@@ -214,6 +215,8 @@ class SparseDiff:
                 deltas[n] = (idx.to(torch.int32 if d.numel() < 2**31 else torch.int64), d[idx].clone(), shape)
         head = {}
         meta = dict(meta or {})
+        if with_head:
+            meta.setdefault("readout", readout_of(model))  # the head is read behind this readout
         if blocks is not None:
             meta.setdefault("model_id", base_id(model, blocks, reference))
             units = blocks.unit_of(model)
@@ -328,6 +331,8 @@ class SparseDiff:
         if self.applied_to(model) and not allow_repeat:
             raise SparseError(f"Diff {self.meta['id']} is already applied to this model; applying it again would "
                               "add it twice. Call diff.revert(model) first, or pass allow_repeat=True.")
+        if with_head and self.head and adopt_readout(model, self.meta.get("readout"), f"Diff {self.meta['id']}"):
+            blocks = block_map(model) if blocks is not None else None  # the head it was trained behind
         params = self._check_fits(model, blocks, with_head=with_head)
         saved, saved_head = {}, {}
         for n, (i, v, _) in self.deltas.items():

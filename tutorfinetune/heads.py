@@ -30,7 +30,7 @@ from torch import nn
 from .config import did_you_mean
 
 __all__ = ["READOUTS", "ReadoutError", "MeanReadout", "CLSReadout", "pretrained_readout", "set_readout",
-           "readout_of"]
+           "readout_of", "adopt_readout"]
 
 READOUTS = {
     "auto": "the checkpoint's own pooling: its sentence-transformers pooling config if it has one, else the pooler",
@@ -141,3 +141,19 @@ def set_readout(model: nn.Module, readout: str, source: str | Path | None = None
         base._tutorfinetune_readout_hook = True
     model._tutorfinetune_readout = want
     return want
+
+
+def adopt_readout(model: nn.Module, readout: str | None, what: str) -> bool:
+    """Give ``model`` the readout that ``what`` (a saved LoRA, adapter or sparse difference) was trained
+    behind, before its head is loaded; True when the model changed. ``None`` (saved before readouts were
+    recorded) changes nothing. A model whose pooler is already gone cannot take another readout: a
+    :class:`ReadoutError` says which backbone to load instead of giving silently different logits."""
+    have = readout_of(model)
+    if readout is None or readout == have:
+        return False
+    if have != "pooler" or readout == "pooler":
+        raise ReadoutError(
+            f"{what} was trained behind readout {readout!r}, but this model reads its encoder with readout "
+            f"{have!r} and its pooler is gone. Load a fresh backbone with load_backbone(name, readout={readout!r}).")
+    set_readout(model, readout)
+    return True

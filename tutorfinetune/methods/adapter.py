@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..backbones import adapter_summary, block_map
+from ..heads import adopt_readout, readout_of
 from .base import Method, MethodConfig, MethodError, literal_dict, option, register
 
 __all__ = ["TaskAdapter", "TaskAdapterConfig", "AdapterSwap", "AdapterSwapConfig", "AdapterError", "ensure_adapters",
@@ -233,7 +234,7 @@ def save_adapter(model: nn.Module, name: str, path: str | Path, backbone: str = 
     save_file(head, str(path / "head.safetensors"))  # the model's own head: pooler + classifier
     (path / "tutorfinetune.json").write_text(json.dumps({
         "backbone": backbone, "model_type": model.config.model_type, "hidden_size": model.config.hidden_size,
-        "num_hidden_layers": model.config.num_hidden_layers, "adapter": name}))
+        "num_hidden_layers": model.config.num_hidden_layers, "adapter": name, "readout": readout_of(model)}))
     return path
 
 
@@ -305,7 +306,9 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
                  with_head: bool = True) -> str:
     """Load an adapter saved by :func:`save_adapter` (or AdapterHub) into ``model``; returns its name.
 
-    With ``with_head`` the saved classification head (pooler + classifier) replaces the model's.
+    With ``with_head`` the saved classification head (pooler + classifier) replaces the model's, and the
+    model is given the readout the adapter was trained behind (mean pooling for MiniLM); a Backbone's
+    ``blocks`` follow on its next ``train``, or call ``backbones.apply_readout(bb, "auto")``.
 
     Raises AdapterError when the folder is not an adapter, when it was trained for a backbone of
     another type, width or number of blocks (checked with or without tutorfinetune's metadata file, so
@@ -316,6 +319,7 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
         raise AdapterError(f"{path} holds no adapter_config.json: not an AdapterHub adapter folder.")
     ensure_adapters(model)
     tag = path / "tutorfinetune.json"
+    meta: dict = {}
     if tag.is_file():
         meta = _read_json(tag)
         mine = {"model_type": model.config.model_type, "hidden_size": model.config.hidden_size,
@@ -336,6 +340,7 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, se
     except (RuntimeError, ValueError, KeyError) as e:
         raise AdapterError(f"Could not load the adapter in {path} into this backbone: {e}") from None
     if with_head and (path / "head.safetensors").is_file():
+        adopt_readout(model, meta.get("readout"), f"The adapter in {path}")  # the head it was trained behind
         try:
             state = load_file(str(path / "head.safetensors"))
         except Exception as e:  # safetensors' own error type for a truncated or garbled file

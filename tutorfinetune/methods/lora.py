@@ -47,6 +47,7 @@ from torch import nn
 
 from ..backbones import Backbone, block_map, is_multiple_choice
 from ..config import ConfigError, coerce, did_you_mean
+from ..heads import adopt_readout, readout_of
 from .base import STAGE, Method, MethodConfig, MethodError, option, probability, register
 
 __all__ = ["LoRA", "LoRAConfig", "LoRAError", "save_lora", "load_lora", "merge_lora", "lora_parameters",
@@ -391,7 +392,8 @@ def save_lora(model: nn.Module | Backbone, path: str | Path, backbone: str = "",
     (path / "tutorfinetune.json").write_text(json.dumps({
         "format": FORMAT, "backbone": backbone, "model_type": model.config.model_type,
         "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
-        "adapter_name": adapter, "head": heads, "peft_version": peft.__version__}, indent=1))
+        "adapter_name": adapter, "head": heads, "readout": readout_of(model), "peft_version": peft.__version__},
+        indent=1))
     return path
 
 
@@ -400,15 +402,23 @@ def load_lora(model: nn.Module | Backbone, path: str | Path, adapter_name: str =
     the adapter's name. With ``with_head`` the saved head replaces the model's. The model stays a plain
     Hugging Face model (no ``PeftModel`` wrapper); only the LoRA matrices require a gradient afterwards.
 
+    The model is given the readout the LoRA was trained behind (recorded in ``tutorfinetune.json``), so
+    a LoRA trained with mean pooling loads into a fresh backbone with its pooler; PEFT's own loader
+    does not know about readouts: give the base model the same readout first
+    (``load_backbone(name, readout="mean")``).
+
     Raises:
         LoRAError: not a LoRA folder, a LoRA of another backbone (type or size), weights that do not fit.
+        ReadoutError: the model's pooler is gone and it reads otherwise than the LoRA was trained.
     """
+    holder = model if isinstance(model, Backbone) else None
     model, _ = _unwrap(model)
     peft = _peft()
     path = Path(path)
     if not (path / "adapter_config.json").is_file() or not (path / "adapter_model.safetensors").is_file():
         raise LoRAError(f"{path} is not a PEFT LoRA folder (needs adapter_config.json and adapter_model.safetensors).")
     tag = path / "tutorfinetune.json"
+    meta: dict = {}
     if tag.is_file():
         meta = json.loads(tag.read_text())
         mine = {"model_type": model.config.model_type, "hidden_size": model.config.hidden_size,
@@ -423,6 +433,9 @@ def load_lora(model: nn.Module | Backbone, path: str | Path, adapter_name: str =
         raise LoRAError(f"{path} holds a PEFT {cfg.peft_type} adapter, not a LoRA.")
     if has_lora(model):
         raise LoRAError("This model already holds LoRA layers; load into a fresh backbone (or merge_lora first).")
+    if with_head and adopt_readout(model, meta.get("readout"), f"The LoRA in {path}") and holder is not None:
+        holder.blocks = block_map(model)  # the head the LoRA was trained behind (mean pooling for MiniLM)
+        holder.info["readout"] = readout_of(model)
     heads = list(cfg.modules_to_save or [])
     inject = copy.deepcopy(cfg)
     inject.modules_to_save, inject.task_type, inject.inference_mode = None, None, False

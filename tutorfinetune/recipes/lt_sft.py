@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import results
-from ..backbones import Backbone, load_backbone
+from ..backbones import Backbone, apply_readout, load_backbone
 from ..config import TrainConfig, coerce, did_you_mean
 from ..data import Task, TaskError
 from ..diffs import (
@@ -55,9 +55,12 @@ __all__ = ["DensePhase", "SFTResult", "SELECTIONS", "lt_sft", "domain_sft", "eva
 # --------------------------------------------------------------------------------------------
 # The recipe
 # --------------------------------------------------------------------------------------------
-def _start(backbone: Backbone, start_from: SparseDiff | None = None):
-    """What every recipe does first: remember the pretrained backbone's id (before anything moves),
-    apply ``start_from`` (no head), and return (model, blocks, maskable names, name -> parameter)."""
+def _start(backbone: Backbone, start_from: SparseDiff | None = None, readout: str | None = None):
+    """What every recipe does first: give the head its ``readout`` (before any snapshot, so that resets
+    keep it), remember the pretrained backbone's id (before anything moves), apply ``start_from`` (no
+    head), and return (model, blocks, maskable names, name -> parameter)."""
+    if readout is not None:
+        apply_readout(backbone, readout)
     model, blocks = backbone.model, backbone.blocks
     base_id(model, blocks)
     if start_from is not None:
@@ -104,7 +107,7 @@ def dense_phase(backbone: Backbone, task: Task, config: TrainConfig, *, l1: floa
     is (plus ``start_from``): LT-SFT's first phase, and the dense diff its composition is compared with.
     ``backbone.model`` ends trained; ``.prev`` holds the state to reset to."""
 
-    model, blocks, names, params = _start(backbone, start_from)
+    model, blocks, names, params = _start(backbone, start_from, config.readout)
     prev = _snapshot(model)
     start = {n: params[n].detach().clone() for n in names}
     res = train(backbone, task, config, [SparseUpdate(l1=l1, label=label)], store=store, study=study,
@@ -160,7 +163,7 @@ def lt_sft(
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config, written=False)
     dense_config = dense_config or config
-    model, blocks, names, params = _start(backbone, start_from)
+    model, blocks, names, params = _start(backbone, start_from, config.readout)
     k_count = resolve_k(k, sum(params[n].numel() for n in names))
     theta0 = {n: params[n].detach().clone() for n in names}
     start_id = start_from.meta["id"] if start_from is not None else None
