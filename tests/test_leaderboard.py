@@ -65,3 +65,36 @@ def test_random_mask_entry_trains_once_per_seed_with_a_random_mask(tmp_path, toy
     recs = results.load_records(tmp_path)
     assert len(recs) == 1 and recs[0]["method"] == "random-sft" and recs[0]["tags"]["selection"] == "random"
     assert df.run_id.nunique() == 1
+
+
+def test_leaderboard_under_the_protocol_chooses_each_entrys_lr_on_dev(tmp_path, toy_task):
+    from tutorfinetune.studies.protocol import Protocol
+
+    store = tmp_path / "runs"
+    chosen = lb.entries(["full fine-tuning", "linear probe", "LT-SFT K=2%"])
+    assert [e.grid for e in chosen] == ["full", "light", "full"]
+    proto = Protocol(seeds=(0, 1), lr_seeds=(0,), evaluations=2,
+                     lr_grids={"full": (1e-4, 1e-3), "light": (1e-3, 1e-2)})
+    regimes = [lb.Regime("low-data", 40, 4)]
+    base = tft.TrainConfig(batch_size=8, max_length=32, eval_sets=["dev", "test"])
+    df = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb",
+                            protocol=proto)
+    recs = results.load_records(store)
+    # per entry: 2 candidates on seed 0, then seed 1 at the chosen lr (LT-SFT: each run is two phases)
+    assert len(recs) == 3 + 3 + 6
+    assert all(r["config"]["select_best"] and r["config"]["eval_every"] == 2 for r in recs)
+    table = df.attrs["lr_table"]
+    assert len(table) == 6 and table.groupby("entry")["chosen"].sum().eq(1).all()
+    for entry, rows in table.groupby("entry"):
+        best = rows["dev accuracy"].max()
+        want = rows.loc[rows["dev accuracy"] == best, "lr"].min()  # dev decides; ties to the smaller rate
+        got = df[df.entry == entry]
+        assert set(got.chosen_lr) == {want} and set(got.seed) == {0, 1} and set(got.lr) == {want}
+    assert df.run_id.nunique() == 6  # one final run per entry and seed (the LT-SFT sparse phase)
+    # a second call reuses every run; a read-only call finds the same ones
+    again = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb",
+                               protocol=proto)
+    assert len(results.load_records(store)) == len(recs) and set(again.run_id) == set(df.run_id)
+    read = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb",
+                              protocol=proto, run_missing=False)
+    assert set(read.run_id) == set(df.run_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -35,6 +36,7 @@ from ..engine.record import resolved_config
 from ..methods.intermediate import FromIntermediate
 from ..methods.unfreezing import auto_k
 from .executors import Executor, RunSpec, make_executor, recipe_key, run_specs, summarize
+from .protocol import Protocol, choose_lr
 from .runs import plan
 
 __all__ = ["Entry", "ENTRIES", "FAMILIES", "Regime", "default_regimes", "entries", "run_leaderboard", "costs",
@@ -78,6 +80,13 @@ class Entry:
     notebook: str = ""
     needs: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, compare=False)
+    #: the protocol's learning-rate grid (:data:`~.protocol.LR_GRIDS`): "full" for methods that train the
+    #: whole body, "light" for few trained parameters (adapters, LoRA, probe); "" = from ``lr``
+    lr_grid: str = ""
+
+    @property
+    def grid(self) -> str:
+        return self.lr_grid or ("light" if self.lr >= 3e-4 else "full")
 
 
 def _gu(body: str) -> Callable[[dict], list]:
@@ -183,6 +192,7 @@ def run_leaderboard(
     scores: Any = None,
     intermediates: Mapping[str, Any] | None = None,
     run_missing: bool = True,
+    protocol: Protocol | None = None,
     executor: str | Executor = "serial",
     workers: int | None = None,
     address: str | None = None,
@@ -200,63 +210,117 @@ def run_leaderboard(
             training-set size come from the entry and the regime.
         scores: Fisher scores for guided dropout; intermediates: name -> Intermediate for STILTs.
         run_missing: train what the store lacks (False: only read; missing runs are left out).
+        protocol: the fair protocol (:class:`~.protocol.Protocol`): every run reads the encoder the
+            checkpoint's way and reports its test sets at the best dev step, and each entry's learning
+            rate is chosen per regime on dev from its grid (:attr:`Entry.grid`) on ``protocol.lr_seeds``
+            before every seed runs at it. None: each entry's fixed ``lr``, final step, as before.
         executor, workers, address, gpus_per_run: where the missing runs run, all of them scheduled
             together with one progress bar (``"serial"``, or ``"ray"``: see :mod:`.executors`). A run
             that fails is recorded as failed and listed in the printed summary; the others go on.
+
+    Returns:
+        The tidy rows; under a protocol ``attrs["lr_table"]`` holds every candidate's dev score per entry
+        and regime (``chosen`` marks the learning rate used) and the rows carry a ``chosen_lr`` column.
     """
     base = base or TrainConfig()
     bb_probe = backbone_for_task(backbone, task, seed=0)
-    units_full = bb_probe.blocks.num_blocks + 1
-    units_adapter = bb_probe.blocks.num_blocks
+    ctx0 = {"units_full": bb_probe.blocks.num_blocks + 1, "units_adapter": bb_probe.blocks.num_blocks,
+            "scores": scores, "intermediates": intermediates or {}}
     del bb_probe
-    ids: list[str] = []
-    specs: list[RunSpec] = []
-    for entry, regime in [(e, r) for r in regimes for e in chosen]:
-        cfg = _config(regime, entry, base)
-        ctx = {"steps": regime.steps, "units_full": units_full, "units_adapter": units_adapter, "scores": scores,
-               "intermediates": intermediates or {}}
-        tags = {"entry": entry.name, "family": entry.family, "regime": regime.name,
-                "n_train": regime.n_train or len(task.train)}
-        if entry.recipe == "train":
-            meths = entry.methods(ctx)
-            if run_missing:
-                for _, seed, spec in plan(backbone, task, cfg, seeds, methods=meths, study=study, tags=tags):
-                    spec.label = f"{entry.name} / {regime.name} / seed {seed}"
-                    specs.append(spec)
-            else:
-                ids.extend(_existing(store, study, entry, regime, seeds))
-        elif entry.recipe == "lt-sft":
-            options = {"k": entry.options.get("k", 0.02), "selection": entry.options.get("selection", "lottery")}
-            for seed in seeds:
-                rid = _done_recipe(store, study, entry, regime, seed, cfg, backbone)
-                if rid:
-                    ids.append(rid)
-                elif run_missing:
-                    c = cfg.replace(seed=seed)
-                    specs.append(RunSpec(backbone=backbone, task=task, config=c, study=study, tags=tags, recipe="lt-sft",
-                                         options=options, label=f"{entry.name} / {regime.name} / seed {seed}",
-                                         key=recipe_key("lt-sft", backbone, task.name, c, options, study, tags)))
-        else:
+    pairs = [(e, r) for r in regimes for e in chosen]
+    for entry, _ in pairs:
+        if entry.recipe not in ("train", "lt-sft"):
             raise LeaderboardError(f"Entry {entry.name!r} has an unknown recipe {entry.recipe!r}.")
-    if specs:
-        ex = make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
-        outcomes = run_specs(specs, ex, store=store, done=results.finished_runs(store, study=study), desc="leaderboard")
-        labels = {s.key: s.label for s in specs}
-        print(f"leaderboard {study!r}: {summarize(outcomes, labels, store=store, where=ex.describe())}")
-        ids.extend(o.run_id for o in outcomes.values() if o.status in ("finished", "reused"))
+
+    def config(entry: Entry, regime: Regime, lr: float) -> TrainConfig:
+        cfg = _config(regime, entry, base).replace(lr=lr)
+        return protocol.configure(cfg, regime.n_train or len(task.train)) if protocol else cfg
+
+    def candidates(entry: Entry) -> tuple[float, ...]:
+        return protocol.grid(entry.grid) if protocol else (entry.lr,)
+
+    ex = None
+
+    def run(jobs: list[tuple[Entry, Regime, float, Sequence[int]]], desc: str) -> dict[tuple, list[str]]:
+        """Run (or find) each job's seeds; (entry name, regime name, lr) -> run ids."""
+        nonlocal ex
+        found: dict[tuple, list[str]] = defaultdict(list)
+        specs: list[tuple[tuple, RunSpec]] = []
+        for entry, regime, lr, job_seeds in jobs:
+            key = (entry.name, regime.name, lr)
+            cfg = config(entry, regime, lr)
+            tags = {"entry": entry.name, "family": entry.family, "regime": regime.name,
+                    "n_train": regime.n_train or len(task.train)}
+            if not run_missing:
+                found[key].extend(_existing(store, study, entry, regime, job_seeds, lr))
+            elif entry.recipe == "train":
+                meths = entry.methods({**ctx0, "steps": regime.steps})
+                for _, seed, spec in plan(backbone, task, cfg, job_seeds, methods=meths, study=study, tags=tags):
+                    spec.label = f"{entry.name} / {regime.name} / lr {lr:g} / seed {seed}"
+                    specs.append((key, spec))
+            else:  # lt-sft: two phases, found by their tags and config
+                options = {"k": entry.options.get("k", 0.02), "selection": entry.options.get("selection", "lottery")}
+                for seed in job_seeds:
+                    rid = _done_recipe(store, study, entry, regime, seed, cfg, backbone)
+                    if rid:
+                        found[key].append(rid)
+                        continue
+                    c = cfg.replace(seed=seed)
+                    specs.append((key, RunSpec(
+                        backbone=backbone, task=task, config=c, study=study, tags=tags, recipe="lt-sft",
+                        options=options, label=f"{entry.name} / {regime.name} / lr {lr:g} / seed {seed}",
+                        key=recipe_key("lt-sft", backbone, task.name, c, options, study, tags))))
+        if specs:
+            ex = ex or make_executor(executor, workers=workers, address=address, gpus_per_run=gpus_per_run)
+            outcomes = run_specs([sp for _, sp in specs], ex, store=store, done=results.finished_runs(store, study=study),
+                                 desc=desc)
+            labels = {sp.key: sp.label for _, sp in specs}
+            print(f"{desc} {study!r}: {summarize(outcomes, labels, store=store, where=ex.describe())}")
+            for key, sp in specs:
+                o = outcomes.get(sp.key)
+                if o is not None and o.status in ("finished", "reused"):
+                    found[key].append(o.run_id)
+        return found
+
+    chosen_lr = {(e.name, r.name): candidates(e)[0] for e, r in pairs}
+    lr_rows = []
+    to_choose = [(e, r) for e, r in pairs if len(candidates(e)) > 1]
+    if to_choose:  # stage 1: every candidate on the lr seeds, all entries at once; the choice reads dev only
+        trials = run([(e, r, lr, list(protocol.lr_seeds)) for e, r in to_choose for lr in candidates(e)],
+                     "leaderboard lr choice")
+        every = results.load(store)
+        for e, r in to_choose:
+            ids = {rid for lr in candidates(e) for rid in trials.get((e.name, r.name, lr), [])}
+            rows = every[every["run_id"].isin(ids)]
+            if rows.empty:
+                continue  # nothing finished (failures are listed above); the first candidate stands
+            lr, table = choose_lr(rows)
+            chosen_lr[(e.name, r.name)] = lr
+            lr_rows.append(table.assign(entry=e.name, regime=r.name))
+    # stage 2: every seed at the chosen learning rate (the lr seeds' runs are reused by fingerprint)
+    found = run([(e, r, chosen_lr[(e.name, r.name)], seeds) for e, r in pairs], "leaderboard")
+    ids = {rid for rs in found.values() for rid in rs}
     df = results.load(store)
-    df = df[df["run_id"].isin(set(ids))].reset_index(drop=True)
+    df = df[df["run_id"].isin(ids)].reset_index(drop=True)
+    if protocol is not None:
+        by_run = {rid: lr for (en, rn, lr), rs in found.items() for rid in rs}
+        df["chosen_lr"] = df["run_id"].map(by_run)
+        df.attrs["lr_table"] = (pd.concat(lr_rows, ignore_index=True) if lr_rows else pd.DataFrame(
+            [{"entry": en, "regime": rn, "lr": lr, "chosen": True} for (en, rn), lr in chosen_lr.items()]))
     return df
 
 
-def _existing(store, study: str, entry: Entry, regime: Regime, seeds: Sequence[int]) -> list[str]:
-    """Finished runs of this entry and regime in the store, with the regime's step budget and the entry's lr."""
+def _existing(store, study: str, entry: Entry, regime: Regime, seeds: Sequence[int], lr: float | None = None) -> list[str]:
+    """Finished runs of this entry and regime in the store, with the regime's step budget and the entry's
+    lr (or ``lr``)."""
+    lr = entry.lr if lr is None else lr
     out = []
     for rec in results.load_records(store):
         t, cfg = rec.get("tags") or {}, rec.get("config") or {}
         if (rec.get("status") == "finished" and rec.get("study") == study and t.get("entry") == entry.name
                 and t.get("regime") == regime.name and rec.get("seed") in set(seeds)
-                and cfg.get("max_steps") == regime.steps and cfg.get("lr") == entry.lr):
+                and cfg.get("max_steps") == regime.steps and cfg.get("lr") == lr
+                and (entry.recipe == "train" or t.get("phase") == "sparse")):
             out.append(rec["run_id"])
     return out
 
