@@ -98,3 +98,6 @@ def test_leaderboard_under_the_protocol_chooses_each_entrys_lr_on_dev(tmp_path, 
     read = lb.run_leaderboard("tiny", toy_task, chosen, regimes, [0, 1], base=base, store=store, study="lb",
                               protocol=proto, run_missing=False)
     assert set(read.run_id) == set(df.run_id)
+    board = analysis.leaderboard_table(df, lb.costs(store, df.run_id.unique(), 0), ["test"], ["dev"], "low-data")
+    assert list(board.columns[:4]) == ["entry", "family", "seeds", "lr (dev)"]
+    assert dict(zip(board.entry, board["lr (dev)"])) == dict(zip(df.entry, df.chosen_lr))

@@ -17,8 +17,8 @@ __all__ = ["leaderboard_table", "Claim", "claims_table"]
 def leaderboard_table(df: pd.DataFrame, cost: pd.DataFrame, eval_sets: Sequence[str], held_out: Sequence[str],
                       regime: str, order: Sequence[str] | None = None) -> pd.DataFrame:
     """One regime's leaderboard: per entry, accuracy mean ± 95% CI on every eval set and on the held-out
-    mean, the paired difference to full fine-tuning on the held-out mean, and the median costs. Sorted
-    by held-out mean (best first)."""
+    mean, the paired difference to full fine-tuning on the held-out mean, and the median costs (and the
+    learning rate chosen on dev, for runs of the protocol). Sorted by held-out mean (best first)."""
     d = df[(df["regime"] == regime) & (df["metric"] == "accuracy")]
     if d.empty:
         return pd.DataFrame()
@@ -26,6 +26,8 @@ def leaderboard_table(df: pd.DataFrame, cost: pd.DataFrame, eval_sets: Sequence[
     rows = []
     for name, g in d.groupby("entry", sort=False):
         row: dict[str, Any] = {"entry": name, "family": g["family"].iloc[0], "seeds": g["seed"].nunique()}
+        if "chosen_lr" in g.columns and g["chosen_lr"].notna().any():  # under the protocol: the lr chosen on dev
+            row["lr (dev)"] = float(g["chosen_lr"].dropna().iloc[0])
         for ev in eval_sets:
             v = g[g["eval_set"] == ev]["value"]
             row[ev] = format_ci(v.mean(), _ci(v)) if len(v) else ""
