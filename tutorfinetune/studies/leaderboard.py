@@ -3,8 +3,11 @@
 The method notebooks (01-07) each use the settings that teach their method best, so their numbers are
 not comparable with one another. The leaderboard runs every entry of :data:`ENTRIES` under one
 protocol instead: the same task, backbone, seeds, evaluation sets and two regimes (low-data and
-full-data, each with its own step budget), with the learning rate each family is usually trained
-with. Every run goes to the results store and is *reused* when it is already there (plain runs by
+full-data, each with its own step budget). With ``protocol=`` (:class:`~.protocol.Protocol`, what
+notebook 08 uses) the head reads the encoder the checkpoint's way, every run reports its test sets at
+the best dev step, and each entry's learning rate is chosen per regime on dev from its grid
+(:attr:`Entry.grid`); without it each entry trains at its fixed ``lr`` and reports the final step (the
+first study's protocol). Every run goes to the results store and is *reused* when it is already there (plain runs by
 fingerprint, as :func:`tutorfinetune.studies.sweep` does; the two-phase LT-SFT recipe by its tags), so
 the notebook "reads the store and runs what is missing"; with ``run_missing=False`` it only reads. The
 missing runs of every entry, regime and seed are scheduled together on one executor (``"serial"``,
