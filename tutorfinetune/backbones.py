@@ -205,7 +205,7 @@ def load_backbone(
     label_names: list[str] | None = None,
     tiny_layers: int = 2,
     head: str = "classification",
-    readout: str | None = None,
+    readout: str | None = "auto",
     verbose: bool = False,
 ) -> Backbone:
     """Load a sequence-classification (or multiple-choice) backbone with a freshly initialised head.
@@ -219,9 +219,10 @@ def load_backbone(
         tiny_layers: number of blocks of the ``"tiny"`` model.
         head: ``"classification"`` or ``"multiple-choice"`` (``num_labels`` is then unused: a
             multiple-choice head scores each choice, however many there are).
-        readout: how the head reads the encoder (:mod:`tutorfinetune.heads`): ``"pooler"``, ``"cls"``,
-            ``"mean"`` or ``"auto"``; None leaves the model's own head (``TrainConfig.readout`` then
-            decides when it trains).
+        readout: how the head reads the encoder (:mod:`tutorfinetune.heads`): ``"auto"`` (the default:
+            the checkpoint's own pretraining pooling, mean for all-MiniLM-L6-v2, BERT's pooler for a plain
+            BERT checkpoint), ``"pooler"``, ``"cls"`` or ``"mean"``; None leaves the model's own head
+            (``TrainConfig.readout`` then decides when it trains).
         verbose: print the parameter summary.
     """
     from transformers import (
@@ -331,7 +332,7 @@ def apply_readout(backbone: Backbone, readout: str) -> str:
         return have
     if want == "pooler":
         raise ReadoutError(f"This model already reads its encoder with readout={have!r}; its pooler is gone. Load a "
-                           f"fresh backbone for readout='pooler'.")
+                           f"fresh backbone with load_backbone({backbone.name!r}, readout='pooler') for the pooler.")
     used = set_readout(backbone.model, want)
     backbone.blocks = block_map(backbone.model)
     backbone.info["readout"] = used

@@ -228,8 +228,8 @@ def zero_shot_transfer(
     θ0 + φ_task ("task only"), θ0 + φ_source + φ_task ("+ source"), θ0 + φ_d + φ_task ("+ target": the
     zero-shot composition). ``domain_diffs[kind]`` maps "source" and each target to its diff. Each
     evaluation is recorded (method ``"<kind>: <combo>"``); returns the tidy rows of this call."""
-    bb = load_backbone(backbone, num_labels=task.num_labels, seed=config.seed,
-                       label_names=task.label_names) if isinstance(backbone, str) else backbone
+    bb = load_backbone(backbone, num_labels=task.num_labels, seed=config.seed, label_names=task.label_names,
+                       readout=config.readout) if isinstance(backbone, str) else backbone
     rows = []
     for kind, tdiff in task_diffs.items():
         doms = domain_diffs[kind]
@@ -403,8 +403,8 @@ def evaluate_diffs(
         raise SparseError("evaluate_diffs needs at least one diff.")
     if not any(d.head for d in diffs):
         raise SparseError("None of these diffs carries a classification head: include a task SFT.")
-    bb = load_backbone(backbone, num_labels=task.num_labels, seed=config.seed,
-                       label_names=task.label_names) if isinstance(backbone, str) else backbone
+    bb = load_backbone(backbone, num_labels=task.num_labels, seed=config.seed, label_names=task.label_names,
+                       readout=config.readout) if isinstance(backbone, str) else backbone
     applied = []
     try:
         for d in diffs:

@@ -157,7 +157,8 @@ def domain_transfer(
             run_ids.append(done[fp])
             bar.update(1)
             continue
-        bb = load_backbone(backbone, num_labels=task.num_labels, seed=seed, label_names=task.label_names)
+        bb = load_backbone(backbone, num_labels=task.num_labels, seed=seed, label_names=task.label_names,
+                           readout=run_cfg.readout)
         for n in names:
             load_adapter(bb.model, cache / n, name=n, set_active=False, with_head=False)
         with outer_bar():

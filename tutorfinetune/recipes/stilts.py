@@ -123,7 +123,7 @@ def train_intermediate(
     _check_intermediate_methods(meths)
     name = backbone if isinstance(backbone, str) else backbone.name
     key = _intermediate_key(name, task, config, meths)
-    bb = backbone_for_task(backbone, task, seed=config.seed) if isinstance(backbone, str) else backbone
+    bb = backbone_for_task(backbone, task, seed=config.seed, readout=config.readout) if isinstance(backbone, str) else backbone
     signature = backbone_signature(bb.model)
     res = train(bb, task, config, meths, store=store, study=study,
                 tags={**(tags or {}), "phase": "intermediate", "intermediate_task": task.name}, verbose=verbose)
@@ -229,7 +229,7 @@ def stilts(
             f"carry_head=True needs the same labels: intermediate task {intermediate.task!r} has "
             f"{intermediate.meta.get('label_names')}, target task {target_task.name!r} has {target_task.label_names}. "
             "Use carry_head=False: STILTs drops the intermediate head and trains a fresh one.")
-    bb = backbone_for_task(backbone, target_task, seed=config.seed)
+    bb = backbone_for_task(backbone, target_task, seed=config.seed, readout=config.readout)
     plug = FromIntermediate(intermediate, carry_head=carry_head)
     res = train(bb, target_task, config, [plug, *resolve(methods)], store=store, study=study,
                 tags={**(tags or {}), "phase": "target", "intermediate_task": intermediate.task,

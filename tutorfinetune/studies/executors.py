@@ -185,7 +185,7 @@ def execute_run(item: tuple[RunSpec, str], ctx: WorkerContext) -> Outcome:
     t0, started = time.perf_counter(), _now()
     out = Outcome(key=spec.key, status="finished", host=socket.gethostname(), pid=os.getpid())
     try:
-        bb = backbone_for_task(spec.backbone, spec.task, seed=spec.config.seed)
+        bb = backbone_for_task(spec.backbone, spec.task, seed=spec.config.seed, readout=spec.config.readout)
         if spec.recipe == "train":
             res = train(bb, spec.task, spec.config, spec.methods, store=target, study=spec.study, tags=spec.tags,
                         verbose=spec.verbose)
