@@ -1,5 +1,6 @@
 """The common-protocol leaderboard: entries, reuse of finished runs, costs, the table."""
 
+import pandas as pd
 import pytest
 
 import tutorfinetune as tft
@@ -83,7 +84,8 @@ def test_leaderboard_under_the_protocol_chooses_each_entrys_lr_on_dev(tmp_path, 
     # per entry: 2 candidates on seed 0, then seed 1 at the chosen lr (LT-SFT: each run is two phases)
     assert len(recs) == 3 + 3 + 6
     assert all(r["config"]["select_best"] and r["config"]["eval_every"] == 2 for r in recs)
-    table = df.attrs["lr_table"]
+    table = pd.DataFrame(df.attrs["lr_table"])
+    pd.concat([df, df])  # attrs stay plain data that pandas can compare
     assert len(table) == 6 and table.groupby("entry")["chosen"].sum().eq(1).all()
     for entry, rows in table.groupby("entry"):
         best = rows["dev accuracy"].max()

@@ -31,6 +31,13 @@ def test_stored_without_outputs_and_with_parameters(path):
     for name in ("mode", "backbone", "seeds", "task", "store"):  # `name = value` or `name: type = value`
         assert re.search(rf"^{name}\s*(:[^=\n]+)?=", src, re.M), f"parameters cell lacks {name}"
     assert "\"ci\"" in src
+    # papermill reads every parameter line with a plain annotation (a "=" in a comment makes it skip the
+    # line: `papermill --help-notebook` would not list it); union annotations (`int | str`) it never reads,
+    # and nb.typed_parameters types those
+    import papermill as pm
+
+    names = re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=|\n]+)?=", src, re.M)
+    assert set(names) <= set(pm.inspect_notebook(str(path)))
 
 
 def test_notebooks_match_their_sources():

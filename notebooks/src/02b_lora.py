@@ -43,7 +43,7 @@ ranks: list[int] = [1, 2, 4, 8, 16, 32, 64]  # ranks of the parameter table and 
 rank_sweep: list[int] = [1, 4, 8, 32]        # ranks trained and measured (full mode, 3 seeds)
 timing_steps: int = 30               # optimiser steps of each timing run of the family map (full mode)
 executor: str = "serial"             # "ray": the runs of each entry in parallel (pip install 'tutorfinetune[scale]')
-workers: int = 0                     # runs at once with executor="ray" (0: the package's default for this machine)
+workers: int = 0                     # runs at once on Ray (0: the default for this machine)
 
 # %%
 import copy

@@ -223,7 +223,8 @@ def run_leaderboard(
 
     Returns:
         The tidy rows; under a protocol ``attrs["lr_table"]`` holds every candidate's dev score per entry
-        and regime (``chosen`` marks the learning rate used) and the rows carry a ``chosen_lr`` column.
+        and regime as records (``pd.DataFrame(df.attrs["lr_table"])``; ``chosen`` marks the learning rate
+        used) and the rows carry a ``chosen_lr`` column.
     """
     base = base or TrainConfig()
     bb_probe = backbone_for_task(backbone, task, seed=0)
@@ -308,8 +309,9 @@ def run_leaderboard(
     if protocol is not None:
         by_run = {rid: lr for (en, rn, lr), rs in found.items() for rid in rs}
         df["chosen_lr"] = df["run_id"].map(by_run)
-        df.attrs["lr_table"] = (pd.concat(lr_rows, ignore_index=True) if lr_rows else pd.DataFrame(
+        table = (pd.concat(lr_rows, ignore_index=True) if lr_rows else pd.DataFrame(
             [{"entry": en, "regime": rn, "lr": lr, "chosen": True} for (en, rn), lr in chosen_lr.items()]))
+        df.attrs["lr_table"] = table.to_dict("records")  # plain records: pandas compares attrs when it concatenates
     return df
 
 
