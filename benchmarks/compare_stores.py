@@ -28,11 +28,14 @@ from tutorfinetune.results import load_records  # noqa: E402
 
 #: record fields that never identify a run: they change with time, machine and code layout
 _IGNORE_CONFIG: set[str] = set()
+#: tags that differ between identical runs: a cache folder, and the ids of sparse differences (a random
+#: uuid per SparseDiff, so the same diff has a new id in every run)
+_IGNORE_TAGS = {"cache", "start_from", "diffs"}
 
 
 def key(rec: dict) -> str:
     cfg = {k: v for k, v in (rec.get("config") or {}).items() if k not in _IGNORE_CONFIG}
-    tags = {k: v for k, v in (rec.get("tags") or {}).items() if k not in ("cache",)}
+    tags = {k: v for k, v in (rec.get("tags") or {}).items() if k not in _IGNORE_TAGS}
     return json.dumps({"study": rec.get("study"), "method": rec.get("method"), "seed": rec.get("seed"),
                        "task": rec.get("task"), "backbone": rec.get("backbone"), "tags": tags, "config": cfg,
                        "methods": rec.get("methods")}, sort_keys=True, default=str)
