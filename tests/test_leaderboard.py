@@ -103,3 +103,15 @@ def test_leaderboard_under_the_protocol_chooses_each_entrys_lr_on_dev(tmp_path, 
     board = analysis.leaderboard_table(df, lb.costs(store, df.run_id.unique(), 0), ["test"], ["dev"], "low-data")
     assert list(board.columns[:4]) == ["entry", "family", "seeds", "lr (dev)"]
     assert dict(zip(board.entry, board["lr (dev)"])) == dict(zip(df.entry, df.chosen_lr))
+
+
+def test_schedule_entries_follow_the_protocols_k_when_the_budget_allows():
+    gu, fun = lb.entries(["adapter + GU", "full + FUN"])
+    ctx = {"steps": 600, "units_adapter": 6, "units_full": 7, "warmup_steps": 30}
+    k_of = {m[0]: m[1]["k"] for e in (gu, fun) for m in e.methods({**ctx, "protocol": True}) if isinstance(m, tuple)}
+    # the first unit joins after the warm-up; the last one by half the run, so each trains half of it
+    assert k_of == {"gu": 300 // 6, "fun": 300 // 7} and all(k > 30 for k in k_of.values())
+    legacy = {m[0]: m[1]["k"] for e in (gu, fun) for m in e.methods({**ctx, "protocol": False}) if isinstance(m, tuple)}
+    assert legacy == {"gu": 200 // 6, "fun": 200 // 7}  # without the protocol: all units in after a third
+    short = {m[0]: m[1]["k"] for m in gu.methods({**ctx, "steps": 200, "protocol": True}) if isinstance(m, tuple)}
+    assert short == {"gu": 66 // 6}  # too short for the protocol's rule (ci mode): the short-run rule

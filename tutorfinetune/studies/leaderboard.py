@@ -36,8 +36,9 @@ from ..backbones import backbone_for_task
 from ..config import TrainConfig, did_you_mean
 from ..data import Task
 from ..engine.record import resolved_config
+from ..methods.base import MethodError
 from ..methods.intermediate import FromIntermediate
-from ..methods.unfreezing import auto_k
+from ..methods.unfreezing import auto_k, protocol_k
 from .executors import Executor, RunSpec, make_executor, recipe_key, run_specs, summarize
 from .protocol import Protocol, choose_lr
 from .runs import plan
@@ -71,7 +72,7 @@ class Entry:
     """One leaderboard row: a name, a family, a learning rate and how to train it.
 
     ``methods(ctx)`` returns the plug-ins of a plain run (``ctx``: ``steps``, ``units_full``,
-    ``units_adapter``, ``scores``, ``intermediates``); ``recipe`` is ``"train"`` (one run, reused by
+    ``units_adapter``, ``scores``, ``intermediates``, ``protocol`` (a bool), ``warmup_steps``); ``recipe`` is ``"train"`` (one run, reused by
     fingerprint), or ``"lt-sft"`` (two runs through :func:`tutorfinetune.recipes.lt_sft.lt_sft`).
     """
 
@@ -92,10 +93,22 @@ class Entry:
         return self.lr_grid or ("light" if self.lr >= 3e-4 else "full")
 
 
+def _k(ctx: dict, units_key: str) -> int:
+    """The unfreezing interval of a schedule entry. Under the protocol: :func:`protocol_k` (the first unit
+    joins after the warm-up, every unit trains at least half the run), unless the budget is too short for
+    that rule (ci mode), where the short-run rule :func:`auto_k` stands, as it does without a protocol."""
+    units = ctx[units_key]
+    if ctx.get("protocol"):
+        try:
+            return protocol_k(ctx["steps"], units, ctx.get("warmup_steps", 0))
+        except MethodError:
+            pass
+    return auto_k(ctx["steps"], units)
+
+
 def _gu(body: str) -> Callable[[dict], list]:
     def make(ctx: dict) -> list:
-        units = ctx["units_adapter"] if body == "adapter" else ctx["units_full"]
-        k = auto_k(ctx["steps"], units)
+        k = _k(ctx, "units_adapter" if body == "adapter" else "units_full")
         return (["adapter"] if body == "adapter" else []) + [("gu", {"k": k})]
     return make
 
@@ -129,13 +142,12 @@ ENTRIES: list[Entry] = [
           notebook="02b"),
     Entry("adapter + GU", "unfreezing", 1e-3, _gu("adapter"), notebook="03"),
     Entry("adapter + LPFT", "unfreezing", 1e-3,
-          lambda c: ["adapter", ("lpft", {"k": auto_k(c["steps"], c["units_adapter"])})], notebook="03"),
+          lambda c: ["adapter", ("lpft", {"k": _k(c, "units_adapter")})], notebook="03"),
     Entry("adapter + FUN", "unfreezing", 1e-3,
-          lambda c: ["adapter", ("fun", {"k": auto_k(c["steps"], c["units_adapter"]), "fisher_batches": 10})],
-          notebook="03"),
+          lambda c: ["adapter", ("fun", {"k": _k(c, "units_adapter"), "fisher_batches": 10})], notebook="03"),
     Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03"),
     Entry("full + FUN", "unfreezing", 1e-4,
-          lambda c: [("fun", {"k": auto_k(c["steps"], c["units_full"]), "fisher_batches": 10})], notebook="03"),
+          lambda c: [("fun", {"k": _k(c, "units_full"), "fisher_batches": 10})], notebook="03"),
     Entry("GradDrop element p=0.3", "graddrop", 1e-4, lambda c: ["full", ("graddrop", {"p": 0.3})], notebook="04"),
     Entry("GradDrop epoch p=0.3", "graddrop", 1e-4,
           lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "epoch"})], notebook="04"),
@@ -258,7 +270,8 @@ def run_leaderboard(
             if not run_missing:
                 found[key].extend(_existing(store, study, entry, regime, job_seeds, lr))
             elif entry.recipe == "train":
-                meths = entry.methods({**ctx0, "steps": regime.steps})
+                meths = entry.methods({**ctx0, "steps": regime.steps, "protocol": protocol is not None,
+                                       "warmup_steps": int(round(cfg.warmup * regime.steps))})
                 for _, seed, spec in plan(backbone, task, cfg, job_seeds, methods=meths, study=study, tags=tags):
                     spec.label = f"{entry.name} / {regime.name} / lr {lr:g} / seed {seed}"
                     specs.append((key, spec))
