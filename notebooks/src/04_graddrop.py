@@ -186,6 +186,8 @@ def settings_for(total_steps):
     out = {"full": (["full"], None, "baseline"), "gu": ([("gu", {"k": k})], None, "baseline")}
     for p in S["ps"]:
         out[f"element p={p:g}"] = (["full", ("graddrop", {"p": p})], p, "element")
+        # the same masks with the learning rate x 1/sqrt(1-p), undoing AdamW's step shrinkage (section 1)
+        out[f"element comp. p={p:g}"] = (["full", ("graddrop", {"p": p, "compensate": "sqrt"})], p, "element comp.")
     pv = p_variants
     out.setdefault(f"element p={pv:g}", (["full", ("graddrop", {"p": pv})], pv, "element"))
     out[f"epoch p={pv:g}"] = (["full", ("graddrop", {"p": pv, "variant": "epoch", **ev})], pv, "epoch")
@@ -227,19 +229,25 @@ kept.round(3)
 # parameters, so its kept *fraction of entries* jumps between steps; its mean is still about
 # $1-p$. Under `gu + element` the fraction is over the units already unfrozen.
 #
-# ## 3. Accuracy against p
+# ## 3. Accuracy against p, with and without the step compensation
 #
 # Element variant, mean over seeds with 95% CIs, in distribution and averaged over the held-out
-# domains; the dashed and dotted lines (with bands) are full fine-tuning and gradual unfreezing.
+# domains; the dashed and dotted lines (with bands) are full fine-tuning and gradual unfreezing. Top
+# row: the paper's GradDrop at the tuned learning rate, where a larger p also means a smaller AdamW
+# step (about $\sqrt{1-p}$). Bottom row: the same masks with the learning rate multiplied by
+# $1/\sqrt{1-p}$ (`compensate="sqrt"`), so that what changes with p is the noise, not the step size.
+# If the top curve falls with p and the bottom one does not, the fall was a learning-rate effect.
 
 # %%
-fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
+fig, axes = plt.subplots(2, len(regimes), figsize=(6.5 * len(regimes), 8), squeeze=False)
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
-for ax, r in zip(axes[0], regimes):
-    sub = both[both.regime == r]
-    an.plot_vs_param(sub[sub.family == "element"], x="p", hue="eval_set", ax=ax, xlabel="GradDrop p (element variant)",
-                     baselines={"full FT": sub[sub.setting == "full"], "GU": sub[sub.setting == "gu"]},
-                     title=f"{r} (n={sub.seed.nunique()} seeds)")
+for row, (family, label) in enumerate((("element", "as in the paper"), ("element comp.", "lr x 1/sqrt(1-p)"))):
+    for ax, r in zip(axes[row], regimes):
+        sub = both[both.regime == r]
+        an.plot_vs_param(sub[sub.family == family], x="p", hue="eval_set", ax=ax,
+                         xlabel=f"GradDrop p (element variant, {label})",
+                         baselines={"full FT": sub[sub.setting == "full"], "GU": sub[sub.setting == "gu"]},
+                         title=f"{r}, {label} (n={sub.seed.nunique()} seeds)")
 plt.tight_layout()
 plt.show()
 
@@ -376,11 +384,12 @@ for r in regimes:
         sentences.append((f"Settings above full fine-tuning beyond seed noise: {', '.join(wins)}. " if wins else
                           "No setting beats full fine-tuning on the held-out domains beyond seed noise. ")
                          + (f"Below it beyond seed noise: {', '.join(losses)}." if losses else ""))
-    el = agg_h[(agg_h.regime == r) & agg_h.setting.str.startswith("element p=")]
-    if len(el) > 1:
-        el = el.assign(p=el.setting.str.slice(10).astype(float)).sort_values("p")
-        sentences.append("Held-out accuracy against p (element): " + ", ".join(
-            f"p={row.p:g} {100 * row.mean:.1f}%" for row in el.itertuples()) + ".")
+    for prefix, label in (("element p=", "element"), ("element comp. p=", "element, lr x 1/sqrt(1-p)")):
+        el = agg_h[(agg_h.regime == r) & agg_h.setting.str.startswith(prefix)]
+        if len(el) > 1:
+            el = el.assign(p=el.setting.str.slice(len(prefix)).astype(float)).sort_values("p")
+            sentences.append(f"Held-out accuracy against p ({label}): " + ", ".join(
+                f"p={row.p:g} {100 * row.mean:.1f}%" for row in el.itertuples()) + ".")
 nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)
 
 # %% [markdown]
@@ -399,13 +408,16 @@ nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, sto
 #   rescaling, one mask per optimiser step applied before clipping, and the two AdamW semantics are
 #   our reading of a two-sentence description. If the paper masks per micro-batch, rescales, or
 #   chooses `p` per layer, results could differ.
-# * **AdamW hides much of the mask.** Adam divides each update by a running RMS of that entry's
-#   gradients; a zeroed gradient shrinks the first moment a little and leaves the momentum to move
-#   the weight anyway (`mode="grad"`). That is why `mode="skip"` is a genuinely different method,
-#   and why moderate `p` changes so little.
+# * **AdamW turns the mask into a smaller step.** A dropped entry adds zero to both of Adam's
+#   moment estimates, so the expected step shrinks by about $\sqrt{1-p}$, while the momentum still
+#   moves the weight (`mode="grad"`); `mode="skip"` freezes it for that step, a genuinely different
+#   method. A p sweep at one learning rate therefore mixes noise with a learning-rate cut: compare
+#   the two rows of section 3 (the compensated one holds the expected step fixed) before reading a
+#   trend in p as the method's.
 # * **Cost.** The masks cost a few percent of a step on CPU for the element variant (16 random bits
 #   per entry, and only the embedding rows a batch used); `mode="skip"` costs about twice a plain
 #   step on CPU because it copies the weights and moments (`benchmarks/README.md`).
-# * In `mode="ci"` (what CI runs) every run is 8 steps, one seed, the largest p of `ps` beside
+# * In `mode="ci"` (what CI runs) every run is 8 steps, one seed, the largest p of `ps` (plain and
+#   compensated) beside
 #   `p_variants`, evaluation sets capped at 32 reviews, and the epoch variant holds its masks 4 steps: the pipeline is exercised, the numbers are not
 #   evidence. Quote `mode="full"`.
