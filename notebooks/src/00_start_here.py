@@ -150,10 +150,16 @@ nb.explore(show_domain, {"domain": domains})
 # transformer blocks (bottom to top) and the classification head live. Every method in the later
 # notebooks (unfreezing, GradDrop's layer variant, Fisher information per layer, guided dropout)
 # addresses layers through the BlockMap, never by walking module names.
+#
+# The head reads the encoder the way the checkpoint was pretrained (`readout="auto"`, the default):
+# all-MiniLM-L6-v2 is a sentence encoder trained with the *mean* of its token states, so its head is
+# a parameter-free masked mean followed by the classifier; a plain BERT checkpoint keeps BERT's
+# `[CLS]` pooler layer. `load_backbone(..., readout="pooler")` chooses the pooler anyway.
 
 # %%
 bb = tft.load_backbone(backbone, num_labels=data.num_labels, label_names=data.label_names)
 print(bb)
+print(f"readout: {bb.info['readout']!r} -> head modules {[type(m).__name__ for m in bb.blocks.head]}")
 params = bb.print_summary()
 
 # %%
@@ -192,7 +198,7 @@ print(f"The embeddings hold {emb_share:.0%} of all parameters: mostly the vocabu
 # Answers are checked against values computed above; replace `None` and re-run the cell.
 #
 # 1. What share of the `in-distribution` test set is positive? (a number between 0 and 1)
-# 2. How many parameters does the classification head (pooler + classifier) of this backbone have?
+# 2. How many parameters does the classification head (readout + classifier) of this backbone have?
 # 3. Which evaluation set has the largest share of unseen words (`unseen_tokens`)?
 
 # %%
