@@ -12,9 +12,9 @@
 from . import executors, leaderboard, notebooks, protocol, runs
 from .executors import ExecutorError, RayExecutor, SerialExecutor, make_executor
 from .notebooks import SweepError, notebook_sweep, run_notebooks
-from .protocol import Protocol, run_entry
+from .protocol import Protocol, choose_lr, run_entry
 from .runs import StudyError, SweepRun, sweep
 
 __all__ = ["sweep", "SweepRun", "StudyError", "notebook_sweep", "run_notebooks", "SweepError", "make_executor",
            "SerialExecutor", "RayExecutor", "ExecutorError", "runs", "notebooks", "leaderboard", "executors",
-           "protocol", "Protocol", "run_entry"]
+           "protocol", "Protocol", "run_entry", "choose_lr"]
