@@ -75,8 +75,8 @@ __all__ = ["Executor", "SerialExecutor", "RayExecutor", "ExecutorError", "RunSpe
            "EXECUTORS", "INSTALL_HINT"]
 
 #: torch threads per run when a Ray executor on one machine chooses for itself (runs at once = cores / this).
-#: Small models use single-thread processes better than one multi-thread process (issue 20's premise);
-#: benchmarks/bench_ray.py measures the splits side by side; change this when the measurement says otherwise.
+#: Measured on the project's 2-core machine (benchmarks/README.md, 2026-12-01): 2 runs x 1 thread 1.06x the
+#: serial sweep, 1 run x 2 threads 1.01x, both within noise; 1 was the fastest split by the medians.
 DEFAULT_THREADS_PER_RUN = 1
 EXECUTORS = ("serial", "ray")
 INSTALL_HINT = ("executor='ray' needs Ray, which is not installed: pip install 'tutorfinetune[scale]' "
