@@ -68,8 +68,8 @@ k = k or None  # "auto", None and 0: all units trainable after a third of traini
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:2], full_seeds=info["seeds"][:1], max_steps=20, fisher_batches=min(fisher_batches, 2),
-            track_every=5, track_batches=1, max_eval_examples=64),
+    ci=dict(seeds=info["seeds"][:1], full_seeds=info["seeds"][:1], max_steps=16, fisher_batches=min(fisher_batches, 2),
+            track_every=4, track_batches=1, max_eval_examples=48),
     full=dict(seeds=info["seeds"], full_seeds=info["seeds"], max_steps=None, fisher_batches=fisher_batches,
               track_every=track_every, track_batches=track_batches, max_eval_examples=None),
 )
@@ -77,6 +77,8 @@ held_out = data.eval_set_names("domains")
 eval_sets = data.eval_set_names("in-distribution") + held_out
 base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max_steps=S["max_steps"],
                        max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+# the fair protocol (tft.studies.Protocol): the checkpoint's readout, test metrics at the best dev step
+base = tft.studies.Protocol.for_mode(mode).configure(base, len(data.train))
 total_steps = base.total_steps(len(data.train))
 probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 L = probe.blocks.num_blocks
@@ -451,6 +453,6 @@ nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, sto
 #   steps, the paper's time resolution at under 10% overhead). With sampled labels, 5 batches rank
 #   the units like 40 do but their level is noisier: read single points loosely, the averages
 #   over seeds and steps less so (`benchmarks/README.md`).
-# * In `mode="ci"` (what CI runs) every run is cut to 20 steps, two seeds for adapters and one for
-#   full fine-tuning, FUN uses 2 batches and evaluation sets are capped at 64 reviews: the pipeline
-#   is exercised, the numbers are not evidence. Quote `mode="full"`.
+# * In `mode="ci"` (what CI runs) every run is cut to 16 steps and one seed, FUN uses 2 batches and
+#   evaluation sets are capped at 48 reviews: the pipeline is exercised, the numbers are not
+#   evidence. Quote `mode="full"`.

@@ -83,6 +83,7 @@ S = nb.mode_settings(
 held_out = data.eval_set_names("domains")
 eval_sets = data.eval_set_names("in-distribution") + held_out
 base = tft.TrainConfig(lr=lr, batch_size=16, max_length=128, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+protocol = tft.studies.Protocol.for_mode(mode)  # the fair protocol's readout and model selection on dev
 
 
 def steps_for(n):
@@ -179,6 +180,7 @@ if second is not None:
 runs = []
 for r in plan.itertuples():
     cfg = base.replace(max_train_examples=None if r.n_train >= n_all else int(r.n_train), max_steps=int(r.steps))
+    cfg = protocol.configure(cfg, int(r.n_train))  # the checkpoint's readout, test at the best dev step
     ends = r.n_train in (plan.n_train.max(), plan.n_train.min())  # the second source at the largest and smallest size
     names = list(settings) if ends else [s for s in settings if not s.startswith("guided (")]
     df = tft.studies.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"setting": names},
