@@ -65,6 +65,7 @@ base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max
                        max_eval_examples=S["max_eval_examples"],
                        eval_sets=data.eval_set_names("dev") + data.eval_set_names("in-distribution")
                        + data.eval_set_names("domains"))
+protocol = tft.studies.Protocol.for_mode(mode)  # the checkpoint's readout, test metrics at the best dev step
 STUDY = "02_adapters"
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -103,7 +104,7 @@ print(f"With a task adapter (r=16) {share:.2%} of {backbone}'s parameters train 
 # %%
 rows = []
 for regime, n in S["regimes"].items():
-    cfg = base.replace(max_train_examples=n)
+    cfg = protocol.configure(base.replace(max_train_examples=n), n or len(data.train))
     for method, lr in (("full", full_lr), ("adapter", adapter_lr)):
         df = tft.studies.sweep(backbone, data, cfg.replace(lr=lr), seeds=S["seeds"], methods=[method],
                              store=store, study=STUDY, tags={"experiment": "vs-full", "regime": regime})
@@ -128,7 +129,8 @@ plt.show()
 
 # %%
 n_small = S["regimes"]["low-data"]
-rf_runs = tft.studies.sweep(backbone, data, base.replace(lr=adapter_lr, max_train_examples=n_small),
+rf_runs = tft.studies.sweep(backbone, data, protocol.configure(base.replace(lr=adapter_lr, max_train_examples=n_small),
+                                                              n_small),
                           seeds=S["rf_seeds"], grid={"reduction_factor": S["rfs"]},
                           methods_factory=lambda s: [("adapter", {"reduction_factor": s["reduction_factor"]})],
                           store=store, study=STUDY, tags={"experiment": "rf"})
