@@ -80,6 +80,8 @@ regime_cfg = {
     "low-data": base.replace(max_train_examples=S["low"][0], max_steps=S["low"][1]),
     "full-data": base.replace(num_epochs=full_data_epochs, max_steps=S["full_steps"]),
 }
+protocol = tft.studies.Protocol.for_mode(mode)  # the checkpoint's readout, test metrics at the best dev step
+regime_cfg = {r: protocol.configure(c, min(c.max_train_examples or n_train, n_train)) for r, c in regime_cfg.items()}
 probe = tft.load_backbone(backbone, num_labels=data.num_labels)
 L = probe.blocks.num_blocks
 units = ["embeddings"] + [f"block{j}" for j in range(L)]
