@@ -79,6 +79,10 @@ eval_sets = data.eval_set_names("in-distribution") + held_out
 sparse_cfg = tft.TrainConfig(lr=lr, batch_size=16, max_length=128, max_steps=S["sparse_steps"],
                              max_train_examples=S["n_train"], max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
 dense_cfg = sparse_cfg.replace(max_steps=S["dense_steps"])
+# the fair protocol (tft.studies.Protocol): the checkpoint's readout; each phase keeps its best dev step
+protocol = tft.studies.Protocol.for_mode(mode)
+n_phase = len(data.subsample_train(S["n_train"]).train)
+sparse_cfg, dense_cfg = protocol.configure(sparse_cfg, n_phase), protocol.configure(dense_cfg, n_phase)
 STUDY = "06_sparse_finetuning"
 sns.set_theme(style="whitegrid", context="notebook")
 print(f"K values {S['ks']}, random-mask K {S['random_ks']}, {S['n_train']} training reviews, "
