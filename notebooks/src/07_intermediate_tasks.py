@@ -202,6 +202,7 @@ for n in S["sizes"]:
     steps = S["target_steps"] or max(min_steps, int(np.ceil(target_epochs * n / 16)))
     cfg = tft.TrainConfig(batch_size=16, max_length=128, max_steps=steps, max_train_examples=n,
                           max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+    cfg = tft.studies.Protocol.for_mode(mode).configure(cfg, n)  # the checkpoint's readout, test at the best dev step
     runs.append(tft.studies.sweep(backbone, data, cfg, seeds=S["seeds"], grid={"lr": S["lrs"], "intermediate": conditions},
                                 methods_factory=methods_for, store=store, study=STUDY, tags={"n_train": n, "phase": "target"}))
 res = pd.concat(runs, ignore_index=True)
