@@ -37,7 +37,7 @@ from .config import did_you_mean
 from .heads import READOUTS, ReadoutError, pretrained_readout, readout_of, set_readout
 
 __all__ = ["Backbone", "BlockMap", "BackboneError", "load_backbone", "backbone_for_task", "available_backbones",
-           "resolve_readout", "apply_readout",
+           "resolve_readout", "apply_readout", "refresh_head",
            "minilm_path", "HEADS", "is_multiple_choice"]
 
 OFFLINE_DEFAULT = "minilm"
@@ -326,9 +326,7 @@ def apply_readout(backbone: Backbone, readout: str) -> str:
     want = resolve_readout(backbone.name, readout)
     have = readout_of(backbone.model)
     if want == have:
-        if not _head_is_current(backbone):  # the readout was changed on the model alone (a loader adopted it)
-            backbone.blocks = block_map(backbone.model)
-            backbone.info["readout"] = have
+        refresh_head(backbone)  # the readout may have been changed on the model alone (a loader adopted it)
         return have
     if want == "pooler":
         raise ReadoutError(f"This model already reads its encoder with readout={have!r}; its pooler is gone. Load a "
@@ -339,10 +337,14 @@ def apply_readout(backbone: Backbone, readout: str) -> str:
     return used
 
 
-def _head_is_current(backbone: Backbone) -> bool:
+def refresh_head(backbone: Backbone) -> None:
+    """Rebuild ``backbone.blocks`` (and ``info["readout"]``) when the model's readout module was replaced
+    behind the Backbone's back (``heads.adopt_readout`` on the bare model, as the loaders do)."""
     base = getattr(backbone.model, getattr(backbone.model, "base_model_prefix", ""), None)
     pooler = getattr(base, "pooler", None)
-    return pooler is None or any(m is pooler for m in backbone.blocks.head)
+    if pooler is not None and not any(m is pooler for m in backbone.blocks.head):
+        backbone.blocks = block_map(backbone.model)
+        backbone.info["readout"] = readout_of(backbone.model)
 
 
 def backbone_for_task(name: str, task, seed: int = 0, **kw) -> Backbone:

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["TrainConfig", "ConfigError", "as_list", "coerce"]
+__all__ = ["TrainConfig", "ConfigError", "as_list", "coerce", "as_config"]
 
 
 class ConfigError(ValueError):
@@ -345,3 +345,15 @@ def _checked_init(init):
 
 
 TrainConfig.__init__ = _checked_init(TrainConfig.__init__)  # type: ignore[method-assign]
+
+
+def as_config(config: TrainConfig | dict | None) -> TrainConfig:
+    """A :class:`TrainConfig` from what a caller passed: itself, a dict written by hand (absent fields
+    take the class defaults) or None (all defaults); anything else is a :class:`ConfigError`."""
+    if config is None:
+        return TrainConfig()
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config, written=False)
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
+    return config

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..backbones import Backbone, apply_readout, resolve_readout, trainable_report
-from ..config import TrainConfig
+from ..backbones import Backbone, apply_readout, trainable_report
+from ..config import TrainConfig, as_config
 from ..data import Task, TaskError
 from ..env import autocast_dtype, resolve_device
 from ..errors import NonFiniteLossError, TrainingError
@@ -48,7 +48,7 @@ from .batches import Encoded, cap_rows, collate, encode, make_batches
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .evaluation import check_head, evaluate
 from .optim import build_optimizer, lr_factor, trainable_parameters
-from .record import RunRecorder, fingerprint, method_name
+from .record import RunRecorder, fingerprint, method_name, resolved_config
 from .state import RunResult, TrainState
 
 __all__ = ["train", "evaluate_only"]
@@ -133,20 +133,14 @@ def train(
 # The steps of train()
 # --------------------------------------------------------------------------------------------
 def _as_config(config: TrainConfig | dict | None) -> TrainConfig:
-    if config is None:
-        return TrainConfig()
-    if isinstance(config, dict):
-        return TrainConfig.from_dict(config, written=False)
-    if not isinstance(config, TrainConfig):
+    if config is not None and not isinstance(config, (TrainConfig, dict)):
         raise TrainingError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
-    return config
+    return as_config(config)
 
 
 def _resolved(config: TrainConfig, backbone: Backbone) -> TrainConfig:
     """``readout="auto"`` resolved for this backbone, so the record (and the fingerprint) say which readout ran."""
-    if config.readout == "auto" and isinstance(backbone, Backbone):
-        return config.replace(readout=resolve_readout(backbone.name, "auto"))
-    return config
+    return resolved_config(backbone.name, config) if isinstance(backbone, Backbone) else config
 
 
 def position_limit(model) -> int | None:

@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..backbones import Backbone, block_map, is_multiple_choice
+from ..backbones import Backbone, block_map, is_multiple_choice, refresh_head
 from ..config import ConfigError, coerce, did_you_mean
 from ..heads import adopt_readout, readout_of
 from .base import STAGE, Method, MethodConfig, MethodError, option, probability, register
@@ -434,8 +434,7 @@ def load_lora(model: nn.Module | Backbone, path: str | Path, adapter_name: str =
     if has_lora(model):
         raise LoRAError("This model already holds LoRA layers; load into a fresh backbone (or merge_lora first).")
     if with_head and adopt_readout(model, meta.get("readout"), f"The LoRA in {path}") and holder is not None:
-        holder.blocks = block_map(model)  # the head the LoRA was trained behind (mean pooling for MiniLM)
-        holder.info["readout"] = readout_of(model)
+        refresh_head(holder)  # the head the LoRA was trained behind (mean pooling for MiniLM)
     heads = list(cfg.modules_to_save or [])
     inject = copy.deepcopy(cfg)
     inject.modules_to_save, inject.task_type, inject.inference_mode = None, None, False

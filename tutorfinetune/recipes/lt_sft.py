@@ -31,7 +31,7 @@ from torch import nn
 
 from .. import results
 from ..backbones import Backbone, apply_readout, load_backbone
-from ..config import TrainConfig, coerce, did_you_mean
+from ..config import TrainConfig, as_config, coerce, did_you_mean
 from ..data import Task, TaskError
 from ..diffs import (
     SparseDiff,
@@ -160,8 +160,7 @@ def lt_sft(
     n_iterations = int(coerce("n_iterations", n_iterations, int))
     if n_iterations < 1:
         raise SparseError(f"n_iterations must be >= 1, got {n_iterations}.")
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, written=False)
+    config = as_config(config)
     dense_config = dense_config or config
     model, blocks, names, params = _start(backbone, start_from, config.readout)
     k_count = resolve_k(k, sum(params[n].numel() for n in names))

@@ -43,7 +43,7 @@ import pandas as pd
 
 from .. import results
 from ..backbones import Backbone, backbone_for_task, is_multiple_choice
-from ..config import ConfigError, TrainConfig, did_you_mean
+from ..config import ConfigError, TrainConfig, as_config, did_you_mean
 from ..data import Task, TaskError, load_task, stratified_sample
 from ..engine import RunResult, fingerprint, train
 from ..methods.base import Method, resolve
@@ -114,8 +114,7 @@ def train_intermediate(
     Returns:
         :class:`Intermediate` with the encoder's weights and the run.
     """
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, written=False)
+    config = as_config(config)
     if not isinstance(task, Task):
         raise STILTsError(f"The intermediate task must be a Task (load_task, domain_task, real_fake_task), got "
                           f"{type(task).__name__}.")
@@ -146,8 +145,7 @@ def cached_intermediate(
 ) -> Intermediate:
     """:func:`train_intermediate`, saved under ``<folder>/<id>`` and loaded from there when a model with the
     same settings (backbone, task data, config, methods) was trained before."""
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, written=False)
+    config = as_config(config)
     meths = resolve(methods)
     _check_intermediate_methods(meths)
     key = _intermediate_key(backbone, task, config, meths)
@@ -208,8 +206,7 @@ def stilts(
         :class:`STILTsResult`. Both runs are recorded in ``store``; the target run carries the tags
         ``intermediate_task`` and ``intermediate`` (the intermediate model's id).
     """
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, written=False)
+    config = as_config(config)
     if not isinstance(target_task, Task):
         raise STILTsError(f"target_task must be a Task, got {type(target_task).__name__}.")
     if target_task.multiple_choice and carry_head:
