@@ -75,6 +75,7 @@ def test_executor_names_and_options_are_checked():
         make_executor("dask")
     with pytest.raises(ExecutorError, match="apply to executor='ray'"):
         make_executor("serial", workers=4)
+    assert isinstance(make_executor("serial", workers=0), SerialExecutor)  # 0: the default, as notebooks pass it
     with pytest.raises(ExecutorError, match="threads must be >= 1"):
         SerialExecutor(threads=0)
 

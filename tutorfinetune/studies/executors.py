@@ -454,9 +454,12 @@ def make_executor(executor: str | Executor | None = "serial", *, workers: int | 
 
     ``workers``, ``address``, ``gpus_per_run`` and ``threads`` are :class:`RayExecutor`'s (``threads`` also
     :class:`SerialExecutor`'s); a Ray-only option with ``"serial"`` is refused rather than ignored.
+    ``workers=0`` means the default (as ``None``), so a notebook parameter can leave it at 0 for both.
     """
     if isinstance(executor, Executor):
         return executor
+    if workers == 0:  # 0 means "the default" (the notebooks' parameter), for either executor
+        workers = None
     name = (executor or "serial").strip().lower()
     if name == "serial":
         ray_only = {"workers": workers not in (None, 1), "address": address is not None,
