@@ -118,7 +118,8 @@ def compare_sentence(a: pd.Series, b: pd.Series, a_name: str, b_name: str, unit:
     elif a["lo"] > b["hi"] or b["lo"] > a["hi"]:
         verdict = "the 95% confidence intervals do not overlap, so the difference is larger than seed noise"
     else:
-        verdict = "the 95% confidence intervals overlap, so this difference is within seed noise"
+        verdict = ("the 95% confidence intervals overlap, which does not show that the difference is noise; "
+                   "the paired difference over seeds is the test")
     direction = "higher" if diff > 0 else "lower"
     return (f"{unit} {prep} {a_name} ({format_ci(a['mean'], a['ci95'])}%) is {abs(diff):.1f} points {direction} "
             f"than {prep} {b_name} ({format_ci(b['mean'], b['ci95'])}%); {verdict}.")
@@ -290,15 +291,10 @@ def held_out_mean(df: pd.DataFrame, eval_sets: Sequence[str], by: Sequence[str],
 
 
 def verdict(d: pd.Series, claim: str = "greater") -> str:
-    """A paper's claim against a paired difference (:func:`paired_difference`): ``"greater"`` needs the
-    whole 95% interval above zero; ``"at least"`` is contradicted only when the interval is below zero."""
-    if not np.isfinite(d["ci95"]):
-        return "one seed: cannot tell"
-    if claim == "greater":
-        return "reproduced" if d["lo"] > 0 else ("contradicted" if d["hi"] < 0 else "not reproduced (within seed noise)")
-    if claim == "at least":
-        return "consistent (not below)" if d["hi"] >= 0 else "contradicted (significantly below)"
-    raise ValueError(f"claim must be 'greater' or 'at least', got {claim!r}.")
+    """A paper's claim against a paired difference (:func:`paired_difference`), in the protocol's words:
+    :func:`claim_verdict` ("reproduced", "contradicted", "inconclusive (could detect ≥ x points)"); an
+    ``"at least"`` claim is non-inferiority with a one-point margin."""
+    return claim_verdict(d, claim)
 
 
 # --------------------------------------------------------------------------------------------
