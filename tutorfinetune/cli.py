@@ -271,6 +271,20 @@ def _cmd_summary(args) -> int:
     return 0
 
 
+def _cmd_reference(args) -> int:
+    from .reference import export_references
+
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    written = export_references(args.store, args.to, studies=only)
+    if not written:
+        print(f"No full-mode summaries in {args.store / 'summaries'}: a ci-mode summary never becomes the reference. "
+              "Run the notebooks with -p mode full first.", file=sys.stderr)
+        return 1
+    for w in written:
+        print(f"reference: {w}")
+    return 0
+
+
 def _add_scale_options(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_argument_group("parallel runs (Ray; pip install 'tutorfinetune[scale]')")
     g.add_argument("--executor", choices=["serial", "ray"], default="serial",
@@ -362,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--csv", default=None, help="also write the aggregated rows to this CSV file")
     sm = sub.add_parser("summary", help="print the summary of a finished study")
     sm.add_argument("--out", type=Path, default=Path("outputs"))
+    rf = sub.add_parser("reference", help="keep a full-mode study's notebook summaries as the package's reference "
+                                          "results (shown beside ci-mode and Colab runs, and in the course book)")
+    rf.add_argument("--store", type=Path, default=Path("outputs/runs"), help="the full-mode study's store")
+    rf.add_argument("--only", default=None, help="these notebooks only (comma-separated stems)")
+    rf.add_argument("--to", type=Path, default=None, help="folder to write (default: the package's reference_results)")
     for p in sub.choices.values():  # --debug after the command works too
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the Python traceback of an error")
@@ -378,6 +397,8 @@ def _run(args) -> int:
         return _cmd_train(args)
     if args.cmd == "results":
         return _cmd_results(args)
+    if args.cmd == "reference":
+        return _cmd_reference(args)
     return _cmd_summary(args)
 
 

@@ -24,7 +24,7 @@ from .progress import progress_mode
 from .results import _atomic_write_json
 
 __all__ = ["banner", "setup", "front_end_attached", "explore", "check", "save_summary", "load_summaries",
-           "summary_markdown", "mode_settings"]
+           "summary_markdown", "mode_settings", "machine_description"]
 
 
 def front_end_attached() -> bool:
@@ -128,22 +128,50 @@ def check(name: str, answer: Any, expected: Any, tol: float = 0.0, hint: str = "
     return ok
 
 
+def machine_description() -> str:
+    """The machine in a few words (device and cores), as summaries record it."""
+    dev = resolve_device("auto")
+    if dev.type == "cuda":
+        import torch
+
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU, {os.cpu_count()} cores"
+
+
 def save_summary(study: str, text: str, table: pd.DataFrame | None = None, *, store: str | os.PathLike = "runs",
-                 mode: str = "", extra: dict | None = None) -> Path:
+                 mode: str = "", seeds: Sequence[int] | None = None, extra: dict | None = None,
+                 show_reference: bool = True) -> Path:
     """Record what a notebook measured: a sentence built from its numbers and an optional table.
 
-    Written atomically to ``<store>/summaries/<study>.json``; ``tutorfinetune study`` collects them.
+    Written atomically to ``<store>/summaries/<study>.json``; ``tutorfinetune study`` collects them. Outside
+    full mode, the package's reference (the full-mode study, :mod:`tutorfinetune.reference`) is shown beside
+    it, with a sentence on why the numbers differ.
     """
     from IPython.display import Markdown, display
+
+    from . import reference
 
     path = Path(store) / "summaries" / f"{study}.json"
     payload = {"study": study, "mode": mode, "text": text,
                "table": json.loads(table.to_json(orient="split")) if table is not None else None,
-               "created": datetime.now(timezone.utc).isoformat(), **(extra or {})}
+               "created": datetime.now(timezone.utc).isoformat(),
+               "seeds": [int(x) for x in seeds] if seeds is not None else None,
+               "machine": machine_description(), **(extra or {})}
     _atomic_write_json(path, payload)
     display(Markdown(f"**Measured summary ({study}, mode={mode})**\n\n{text}"))
     if table is not None:
         display(table)
+    ref = reference.reference_summary(study) if show_reference and mode != "full" else None
+    if ref is not None:
+        when = str(ref.get("created", ""))[:10]
+        display(Markdown(f"**Reference: the full-mode study ({ref.get('machine') or 'machine not recorded'}, {when})**"
+                         f"\n\n{ref['text']}\n\n*{reference.differences(payload, ref)}*"))
+        ref_table = reference.reference_table(ref)
+        if ref_table is not None:
+            display(ref_table)
+    elif show_reference and mode != "full":
+        display(Markdown(f"*No full-mode reference for {study} ships with this version of the package; run "
+                         "the notebook with `mode=\"full\"` for numbers worth quoting.*"))
     return path
 
 
