@@ -325,3 +325,19 @@ def test_intermediate_phase_takes_plugins_that_update_the_encoder(mc_task, toy_t
         s.name: float(i + 1) for i, s in enumerate(tft.fisher.dropout_sites(
             tft.load_backbone("tiny").model, tft.load_backbone("tiny").blocks))}})], store=None)
     assert out.result.artifacts["guided-dropout"]["map"]
+
+
+def test_train_intermediates_keeps_the_best_dev_step_under_the_protocol(tmp_path, mc_task):
+    common = dict(lr=3e-3, max_steps=12, batch_size=8, max_length=32, eval_every=3, store=tmp_path / "runs")
+    last = st.train_intermediates("tiny", {"mc": mc_task}, tmp_path / "a", **common)["mc"]
+    best = st.train_intermediates("tiny", {"mc": mc_task}, tmp_path / "b", select_best=True, **common)["mc"]
+    assert best.id != last.id  # the choice is part of the model's identity (cache key)
+    rec = {r["run_id"]: r for r in tft.results.load_records(tmp_path / "runs")}
+    r_best, r_last = rec[best.meta["run_id"]], rec[last.meta["run_id"]]
+    assert r_last.get("best_step") is None and r_best["best_step"] in {3, 6, 9, 12}
+    curve = {h["step"]: h["dev_accuracy"] for h in r_best["history"] if h.get("dev_accuracy") is not None}
+    assert r_best["best_dev"] == pytest.approx(max(curve.values()))
+    # the same seed and data: the two runs follow the same path, so the kept encoders differ only if the
+    # best dev step is not the last one
+    same = all(torch.equal(best.state[k], last.state[k]) for k in best.state)
+    assert same == (r_best["best_step"] == 12)

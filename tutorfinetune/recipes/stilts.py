@@ -305,10 +305,11 @@ def train_intermediates(backbone: str, tasks: Mapping[str, Task], folder: str | 
                         epochs: float = 2.0, batch_size: int = 16, max_length: int = 64, max_steps: int | None = None,
                         max_examples: int | None = None, eval_every: int = 20, max_eval_examples: int | None = None,
                         seed: int = 0, store: str | os.PathLike | None = results.DEFAULT_STORE, study: str = "",
-                        ) -> dict[str, Intermediate]:
+                        select_best: bool = False) -> dict[str, Intermediate]:
     """:func:`cached_intermediate` for each task with one recipe (``epochs`` over the training rows, or
     ``max_steps``; dev accuracy every ``eval_every`` steps for the learning curve). Notebooks 07 and 08
-    share it, so they share the cached models."""
+    share it, so they share the cached models. ``select_best=True`` (the fair protocol) keeps the encoder of
+    the best dev step instead of the last one (a task without a dev split keeps the last)."""
     out = {}
     for name, t in tasks.items():
         n = len(t.train) if not max_examples else min(len(t.train), int(max_examples))
@@ -316,6 +317,7 @@ def train_intermediates(backbone: str, tasks: Mapping[str, Task], folder: str | 
         cfg = TrainConfig(lr=lr, batch_size=batch_size, max_length=max_length, max_steps=steps,
                           max_train_examples=max_examples or None, eval_every=max(1, min(eval_every, steps // 4)),
                           curve_eval_set="dev" if "dev" in t.eval_set_specs else next(iter(t.eval_set_specs)),
-                          seed=seed, max_eval_examples=max_eval_examples)
+                          seed=seed, max_eval_examples=max_eval_examples,
+                          select_best=bool(select_best) and "dev" in t.eval_set_specs)
         out[name] = cached_intermediate(backbone, t, cfg, folder, store=store, study=study, tags={"intermediate": name})
     return out
