@@ -8,14 +8,20 @@
 # 1. describe a fine-tune as a *difference vector* φ = θ − θ0 and store, apply, revert and compose
 #    it (`tft.diffs.SparseDiff`);
 # 2. run lottery-ticket sparse fine-tuning (LT-SFT): train densely, keep the K entries that moved
-#    most, reset, retrain only those (`tft.recipes.get("lt-sft")`), and judge it against a random mask of
-#    the same size, dense fine-tuning and a task adapter, with 95% confidence intervals over seeds;
+#    most, reset, retrain only those (`tft.recipes.get("lt-sft")`), and judge it against two random
+#    masks of the same size, dense fine-tuning and a task adapter, with 95% confidence intervals over seeds;
 # 3. build a *domain* SFT by masked-language modelling on unlabelled text and compose it with a task
 #    SFT for zero-shot transfer to a held-out domain, and see whether sparse differences interfere
 #    less than dense ones when added.
 #
 # The method is Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer" (ACL 2022,
 # arXiv:2110.07560); its rules and defaults are in METHODS.md §4. Where we deviate, it says [D].
+#
+# The comparisons follow the project's fair protocol (`tft.studies.protocol`): the head reads the
+# encoder the way the checkpoint was pretrained (mean pooling for all-MiniLM-L6-v2); every run
+# evaluates its dev set about ten times (four in ci mode) and reports the test sets at its **best dev
+# step**, as the paper's scripts keep the best checkpoint; every learning rate is **chosen on dev**
+# (on the first seed) from a small grid, never on a test set; full mode runs **5 seeds**.
 
 # %%
 # {{install}}
@@ -26,22 +32,24 @@
 # %% tags=["parameters"]
 mode: str = "ci"                       # "ci": minutes on 2 CPU cores; "full": results worth teaching from
 backbone: str = "minilm"
-seeds: list[int] = [0, 1, 2]           # ci mode uses the first one
+seeds: list[int] = [0, 1, 2, 3, 4]     # the protocol's 5 seeds in full mode; ci mode uses the first
 task: str = "reviews"
 store: str = "runs"
 ks: list[float] = [0.001, 0.005, 0.02]  # K: fractions of the maskable entries (or counts > 1)
-random_ks: list[float] = [0.02]        # the random-mask baseline at these K
+paper_k: bool = True                   # also the paper's K: its share of the block parameters (section 1)
+random_ks: list[float] = [0.02]        # the two random-mask baselines (uniform, per tensor) at these K
 compose_k: float = 0.02                # K of the task SFT that is composed with domain SFTs
 domain_k: float = 0.02                 # K of each domain SFT
 n_train: int = 400                     # training reviews (the low-data regime where sparsity might help)
-dense_steps: int = 75                  # phase 1 (dense): 3 epochs of 400 reviews; the paper: 3 epochs
-sparse_steps: int = 75                 # phase 2 (sparse); the paper: 10 epochs (ours: CPU budget)
-lr: float = 1e-4
+dense_epochs: float = 3.0              # phase 1 (dense), as the paper: 3 epochs (75 steps of 400 reviews)
+sparse_epochs: float = 10.0            # phase 2 (sparse), as the paper: 10 epochs (250 steps)
+sparse_grid: str = "light"             # the protocol's lr grid of the sparse phases ("light" or "full")
 mlm_steps: int = 100                   # MLM steps per phase of each domain SFT
 mlm_lr: float = 1e-4
 warm_steps: int = 50                   # MLM head warm-up (MiniLM ships no MLM head) [D]
 adapter_reduction_factor: float = 16   # the task adapter compared side by side
-adapter_lr: float = 1e-3               # adapters want a larger step (notebook 02 uses the same)
+executor: str = "serial"               # "ray": the adapter's runs in parallel (pip install 'tutorfinetune[scale]')
+workers: int = 0                       # runs at once on Ray (0: the default for this machine)
 
 # %%
 from pathlib import Path
@@ -51,12 +59,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import diffs
 from tutorfinetune import notebook as nb
-from tutorfinetune.methods import TaskAdapter
+from tutorfinetune.engine.record import resolved_config
 from tutorfinetune.methods.sparse_update import SparseUpdate
 from tutorfinetune.recipes import lt_sft as sft
 
@@ -67,33 +76,36 @@ if not ks or any(k <= 0 for k in ks + random_ks + [compose_k, domain_k]):
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:1], ks=sorted({min(ks), compose_k}), random_ks=[compose_k], dense_steps=6,
-            sparse_steps=6, mlm_steps=4, warm_steps=2, max_eval_examples=32, n_train=64),
+    # ci: the same code path, smaller numbers: 2 dense + 7 sparse steps of 64 reviews (about the paper's 3 : 10)
+    ci=dict(seeds=info["seeds"][:1], ks=[compose_k], random_ks=[compose_k], dense_epochs=0.5, sparse_epochs=1.75,
+            mlm_steps=4, warm_steps=2, max_eval_examples=32, n_train=64),
     full=dict(seeds=info["seeds"], ks=sorted(set(ks) | {compose_k}), random_ks=sorted(set(random_ks)),
-              dense_steps=dense_steps, sparse_steps=sparse_steps, mlm_steps=mlm_steps, warm_steps=warm_steps,
+              dense_epochs=dense_epochs, sparse_epochs=sparse_epochs, mlm_steps=mlm_steps, warm_steps=warm_steps,
               max_eval_examples=None, n_train=n_train),
 )
+protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
 held_out = data.eval_set_names("domains")[: 1 if mode == "ci" else None]  # ci: one held-out domain
 targets = data.meta["target_domains"][: len(held_out)]                      # ... and its name, for its domain SFT
-eval_sets = data.eval_set_names("in-distribution") + held_out
-sparse_cfg = tft.TrainConfig(lr=lr, batch_size=16, max_length=128, max_steps=S["sparse_steps"],
-                             max_train_examples=S["n_train"], max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-dense_cfg = sparse_cfg.replace(max_steps=S["dense_steps"])
-# the fair protocol (tft.studies.Protocol): the checkpoint's readout; each phase keeps its best dev step
-protocol = tft.studies.Protocol.for_mode(mode)
+eval_sets = data.eval_set_names("dev") + data.eval_set_names("in-distribution") + held_out
+base = tft.TrainConfig(batch_size=16, max_length=128, num_epochs=S["sparse_epochs"], max_train_examples=S["n_train"],
+                       max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
+# both LT-SFT phases as the paper's scripts (HF Trainer defaults, METHODS.md §4): no warm-up, no weight decay
+sparse_cfg = base.replace(warmup=0.0, weight_decay=0.0)
+dense_cfg = sparse_cfg.replace(num_epochs=S["dense_epochs"])
 n_phase = len(data.subsample_train(S["n_train"]).train)
 sparse_cfg, dense_cfg = protocol.configure(sparse_cfg, n_phase), protocol.configure(dense_cfg, n_phase)
 STUDY = "06_sparse_finetuning"
 sns.set_theme(style="whitegrid", context="notebook")
-print(f"K values {S['ks']}, random-mask K {S['random_ks']}, {S['n_train']} training reviews, "
-      f"{S['dense_steps']} dense + {S['sparse_steps']} sparse steps, seeds {S['seeds']}")
+print(f"protocol: {protocol}\n{S['n_train']} training reviews; {dense_cfg.total_steps(n_phase)} dense + "
+      f"{sparse_cfg.total_steps(n_phase)} sparse steps ({S['dense_epochs']:g} + {S['sparse_epochs']:g} epochs); "
+      f"seeds {S['seeds']}; lr grids: dense phase {protocol.grid('full')}, sparse phases {protocol.grid(sparse_grid)}")
 
 # %% [markdown]
 # ## 1. A fine-tune is a difference vector
 #
 # Fine-tuning moves the pretrained weights θ0 to θ. Write the result as θ = θ0 + φ. For full
 # fine-tuning φ is dense: every entry moves a little. A **sparse fine-tuning** (SFT) keeps
-# $\|\varphi\|_0 = K$, with K a few percent of the entries at most, and stores φ as
+# $\|\varphi\|_0 = K$, with K a small share of the entries, and stores φ as
 # (index, value) pairs: 8 bytes per entry here (int32 index + fp32 value), plus the head.
 #
 # LT-SFT decides *which* K entries by a lottery ticket:
@@ -104,11 +116,12 @@ print(f"K values {S['ks']}, random-mask K {S['random_ks']}, {S['n_train']} train
 # 4. **sparse phase**: a fresh optimiser; after each backward, gradients outside the mask are zeroed.
 #
 # Step 4 hides a pitfall: AdamW's *decoupled weight decay* shrinks every entry, gradient or not. The
-# plug-in (`"sparse-update"`) puts the unmasked entries back after each step, so they stay exactly
-# at θ0 (tested). What may change in MiniLM:
+# paper's scripts use no weight decay (and so do our LT-SFT runs); the plug-in (`"sparse-update"`)
+# also puts the unmasked entries back after each step whenever some decay is set, so they stay
+# exactly at θ0 (tested). What may change in MiniLM:
 
 # %%
-probe = tft.load_backbone(backbone, num_labels=data.num_labels)
+probe = tft.load_backbone(backbone, num_labels=data.num_labels, readout=protocol.readout)  # the head the runs train
 names = diffs.maskable_names(probe.model, probe.blocks)
 units = probe.blocks.unit_of(probe.model)
 params = dict(probe.model.named_parameters())
@@ -118,9 +131,45 @@ for n, p in probe.model.named_parameters():
     groups.append({"unit": units[n], "kind": kind, "entries": p.numel()})
 groups = pd.DataFrame(groups).pivot_table(index="unit", columns="kind", values="entries", aggfunc="sum", fill_value=0, sort=False)
 n_maskable = int(groups["maskable"].sum())
-print(f"{n_maskable:,} maskable entries; the embeddings hold {groups.loc['embeddings', 'maskable'] / n_maskable:.0%} of them")
-print("K per setting:", {k: f"{diffs.resolve_k(k, n_maskable):,}" for k in S["ks"]})
 groups
+
+
+# %% [markdown]
+# **The paper's K as a share of the model.** The paper's task SFTs (mBERT for POS, parsing and NER;
+# XLM-R base for NLI) use K = 14,155,776, and both models have twelve 768-wide transformer blocks
+# with a 3,072-wide feed-forward layer. Counted per block (four attention projections and two
+# feed-forward matrices with their biases, two LayerNorms), that K is the share of the *block*
+# parameters computed below; we give MiniLM the same share of *its* block parameters, counted from
+# the loaded model (the formula is checked against the count). K is pooled over all maskable
+# entries, embeddings included, as in the paper. Smaller K values stay in the sweep.
+
+# %%
+def block_params(hidden, ffn, layers):
+    """Entries of ``layers`` BERT-style transformer blocks: Q, K, V and output projections, two feed-forward
+    matrices (all with biases) and two LayerNorms (weight and bias)."""
+    return layers * (4 * hidden * hidden + 2 * hidden * ffn + 9 * hidden + ffn)
+
+
+PAPER_K, PAPER_BLOCKS = 14_155_776, block_params(768, 3072, 12)  # METHODS.md §4: the task SFTs' K; mBERT / XLM-R base
+n_block = int(groups.loc[[u for u in groups.index if u.startswith("block")]].to_numpy().sum())  # from the model
+mc = probe.model.config
+assert n_block == block_params(mc.hidden_size, mc.intermediate_size, mc.num_hidden_layers), "the block count disagrees"
+paper_density = PAPER_K / PAPER_BLOCKS
+k_paper = int(round(paper_density * n_block))
+
+
+def count(k):
+    """K as a number of entries (a fraction of the maskable entries, or a count)."""
+    return diffs.resolve_k(k, n_maskable)
+
+
+KS = sorted({count(k) for k in S["ks"]} | ({k_paper} if paper_k else set()))  # every K as a count of entries
+RANDOM_KS, KC = sorted({count(k) for k in S["random_ks"]}), count(compose_k)
+print(f"The paper: K = {PAPER_K:,} of {PAPER_BLOCKS:,} block parameters = {paper_density:.1%}. MiniLM: "
+      f"{n_block:,} block parameters, so K = {k_paper:,} ({k_paper / n_maskable:.1%} of its {n_maskable:,} maskable "
+      f"entries; the embeddings hold {groups.loc['embeddings', 'maskable'] / n_maskable:.0%} of those).")
+pd.DataFrame({"K (entries)": [f"{k:,}" for k in KS], "share of maskable entries": [f"{k / n_maskable:.2%}" for k in KS],
+              "share of block parameters": [f"{k / n_block:.2%}" for k in KS]})
 
 # %% [markdown]
 # ## 2. Domain SFTs by masked-language modelling
@@ -161,36 +210,65 @@ ov
 # entries two domain SFTs share: when they are added to the same task SFT, only the shared entries
 # add up.
 #
-# ## 3. LT-SFT across K, a random mask, dense fine-tuning and a task adapter
+# ## 3. LT-SFT across K, two random masks, dense fine-tuning and a task adapter
 #
 # Per seed, following the paper's recipe, the task SFT is trained **with the source-domain SFT
-# applied** (θ0 + φ_source is the starting point). The dense phase is shared across K (selection only
-# changes K). Baselines: the dense phase itself (full fine-tuning with LayerNorm frozen, `lt-sft-dense`),
-# a random mask of the same K (`random-sft`), and a task adapter (`adapter`, reduction factor
-# `adapter_reduction_factor`, trained from θ0 for `sparse_steps` steps at `adapter_lr`: adapters
-# train few parameters and want a larger step than full fine-tuning, as in notebook 02).
+# applied** (θ0 + φ_source is the starting point). The phases keep the paper's ratio, **3 dense : 10
+# sparse epochs** over the training reviews (full mode: 75 + 250 steps; ci mode: 2 + 7 steps), and
+# each phase reports its best dev step; the mask is selected from the dense phase's best-dev weights.
+# The dense phase is shared across K and masks (selection only changes K). Entries:
+#
+# * **dense** (`lt-sft-dense`): the dense phase itself, i.e. full fine-tuning with LayerNorm frozen,
+#   3 epochs: the dense baseline;
+# * **LT-SFT** (`lt-sft`) at every K, the paper's K included;
+# * two **random masks** of the same K, each retrained exactly like LT-SFT's sparse phase:
+#   `random-sft` draws K entries uniformly over all maskable entries (the usual baseline);
+#   `random-sft-per-tensor` takes as many entries *per tensor* as the lottery ticket, at random
+#   positions inside each tensor. The first mixes two effects: how K is spread over tensors and which
+#   entries inside them; the second keeps the spread and tests only the choice of entries;
+# * a **task adapter** (`adapter`, reduction factor `adapter_reduction_factor`) from θ0 with the sparse
+#   phase's budget, through `tft.studies.run_entry`.
+#
+# **Learning rates, chosen on dev (seed `seeds[0]`), never on test.** `lt_sft` takes one config per
+# phase, so each phase has its own rate. The dense phase (the dense baseline) is chosen from the
+# protocol's "full" grid; its chosen rate is then the first phase of every LT-SFT and per-tensor
+# mask. Each sparse entry (each K and mask) then chooses its sparse-phase rate from the `sparse_grid`
+# grid ("light" by default: like adapters, the sparse phase trains few entries). The paper uses one
+# rate for both phases (5e-5 or 2e-5, untuned) [D]. The dense phase starts from θ0 + φ_source, which
+# `run_entry` cannot apply (no plug-in applies a diff), so its candidates are runs of
+# `sft.dense_phase` and the choice is `tft.studies.choose_lr`, the rule `run_entry` uses; the adapter
+# goes through `run_entry` (its own "light" grid). ci mode has one candidate per grid, so it chooses
+# nothing. The MLM phases of the domain SFTs keep `mlm_lr` (no dev set for MLM here) [D].
 #
 # Every run lands in the store, and a rerun with the same store **reuses** what is finished there: an
-# LT-SFT phase is found by its study, seed, settings and tags (`tft.results.find_finished`, as the
-# leaderboard does: its mask is only known after the dense phase, so its fingerprint is not); a plain
-# run (the adapter, the dense diff on the dense source) by its fingerprint. The diffs the later sections
-# compose are saved next to the domain SFTs, each with the id of the run it came from.
+# LT-SFT phase is found by its study, seed, settings (lr included) and tags (`tft.results.find_finished`;
+# its mask is only known after the dense phase, so its fingerprint is not), the adapter and the dense
+# diff on the dense source by their fingerprints. The diffs the later sections use are saved next to
+# the domain SFTs, each with the id of the run it came from.
 
 # %%
 src_id = dom["source"].meta["id"]                # the source SFT every task SFT starts from (a tag of its runs)
 cache = Path(store) / "sft" / f"{STUDY}-{key}"  # the task diffs used below, saved beside the domain SFTs
-finished = {r["run_id"] for r in tft.results.load_records(store) if r.get("status") == "finished"}
+cache.mkdir(parents=True, exist_ok=True)
+s0 = S["seeds"][0]                               # the protocol's lr seed: learning rates are chosen on its dev scores
+DENSE = {"phase": "dense", "selection": "lottery"}
+METHOD = {"lottery": "lt-sft", "random": "random-sft", "random-per-tensor": "random-sft-per-tensor"}
+ENTRIES = [("lottery", k) for k in KS] + [(sel, k) for k in RANDOM_KS for sel in ("random-per-tensor", "random")]
+
+
+def label(sel, k):
+    return f"{METHOD[sel]} K={k:,}"
 
 
 def found(config, **tags):
-    """A finished LT-SFT phase of this study with these settings (seed included) and tags, or None."""
-    return tft.results.find_finished(store, study=STUDY, seed=config.seed, config=config.to_dict(),
-                                     tags={"start_from": src_id, **tags})
+    """A finished LT-SFT phase of this study with these settings (seed and lr included) and tags, or None."""
+    return tft.results.find_finished(store, study=STUDY, seed=config.seed, tags={"start_from": src_id, **tags},
+                                     config=resolved_config(backbone, config).to_dict())
 
 
 def saved(path, run_id):
-    """The diff saved at ``path`` by run ``run_id`` when that run is finished in the store; else None."""
-    d = diffs.SparseDiff.load(path) if run_id in finished and path.is_file() else None
+    """The diff saved at ``path`` by the finished run ``run_id``, or None."""
+    d = diffs.SparseDiff.load(path) if run_id and path.is_file() else None
     return d if d is not None and d.meta.get("run_id") == run_id else None
 
 
@@ -198,65 +276,119 @@ def fresh(seed):
     return tft.load_backbone(backbone, num_labels=data.num_labels, seed=seed, label_names=data.label_names)
 
 
-run_ids, task_sfts, dense_sfts, seed0 = [], {}, {}, {}
-for seed in S["seeds"]:
-    cfg, dcfg, first = sparse_cfg.replace(seed=seed), dense_cfg.replace(seed=seed), seed == S["seeds"][0]
-    n_run = len(data.subsample_train(cfg.max_train_examples, seed=seed).train)  # what a run's fingerprint counts
-    # LT-SFT at every K (one dense phase, shared across K): reused when all its runs and the diffs used below are saved
-    files = {k: cache / f"seed{seed}-lt-sft-{k:g}.sft" for k in S["ks"] if first or k == compose_k}
-    ids = {k: found(cfg, phase="sparse", selection="lottery", k=diffs.resolve_k(k, n_maskable)) for k in S["ks"]}
-    ids["dense"] = found(dcfg, phase="dense", selection="lottery")
-    kept = {k: saved(f, ids[k]) for k, f in files.items()}
-    deltas_file = cache / f"seed{seed}-dense-deltas.pt"  # |θ1 − θ0| of the dense phase (seed 0: the explorer below)
-    kept_deltas = torch.load(deltas_file, weights_only=True) if first and ids["dense"] and deltas_file.is_file() else {}
-    if all(ids.values()) and None not in kept.values() and (not first or kept_deltas.get("run_id") == ids["dense"]):
-        run_ids += list(ids.values())
-        deltas = kept_deltas.get("deltas")
-    else:
+phases = {}  # (seed, lr) -> a dense phase trained in this session (the state to reset to and |θ1 − θ0|)
+
+
+def dense_at(seed, lr, need_phase=False):
+    """The run id of the dense phase of one seed at one lr, from θ0 + φ_source: found in the store or trained;
+    with need_phase, the phase itself must be in memory (the sparse phases need it): trained again if only found."""
+    if (seed, lr) in phases:
+        return phases[(seed, lr)].result.run_id
+    rid = found(dense_cfg.replace(seed=seed, lr=lr), **DENSE)
+    if rid is None or need_phase:
+        phases[(seed, lr)] = sft.dense_phase(fresh(seed), data, dense_cfg.replace(seed=seed, lr=lr),
+                                             start_from=dom["source"], label="lt-sft-dense", store=store, study=STUDY,
+                                             tags={"start_from": src_id, **DENSE})
+        rid = phases[(seed, lr)].result.run_id
+    return rid
+
+
+def sparse_at(seed, sel, k, lr, dense_lr, keep=False):
+    """(run id, diff if ``keep``) of one sparse phase: found in the store, or trained on the mask of the dense
+    phase at ``dense_lr`` (the uniform random mask needs none)."""
+    extra = {} if sel == "random" else {"dense_lr": dense_lr}  # which dense phase chose the mask
+    c = sparse_cfg.replace(seed=seed, lr=lr)
+    f = cache / f"seed{seed}-{sel}-k{k}-lr{lr:g}-dense{dense_lr:g}.sft"
+    rid = found(c, phase="sparse", selection=sel, k=k, **extra)
+    d = saved(f, rid) if keep else None
+    if rid is None or (keep and d is None):
         dense = None
-        for k in S["ks"]:
-            out = sft.lt_sft(fresh(seed), data, cfg, k=k, dense_config=dcfg, dense=dense, start_from=dom["source"],
-                             store=store, study=STUDY)
-            dense = out.dense
-            run_ids.append(out.result.run_id)
-            if k in files:
-                kept[k] = out.diff
-                out.diff.save(files[k])
-        run_ids.append(dense.result.run_id)
-        deltas = dense.deltas
-        if first:
-            torch.save({"run_id": dense.result.run_id, "deltas": deltas}, deltas_file)
-    if compose_k in kept:
-        task_sfts[seed] = kept[compose_k]
-    if first:
-        seed0, deltas0 = {k: kept[k] for k in S["ks"]}, deltas
-    # the random-mask baseline at the same K
-    for k in S["random_ks"]:
-        rid = found(cfg, phase="sparse", selection="random", k=diffs.resolve_k(k, n_maskable))
-        run_ids.append(rid or sft.lt_sft(fresh(seed), data, cfg, k=k, selection="random", start_from=dom["source"],
-                                         store=store, study=STUDY).result.run_id)
-    # the task adapter (found by its fingerprint)
-    acfg, adapter = cfg.replace(lr=adapter_lr), [TaskAdapter(reduction_factor=adapter_reduction_factor)]
-    rid = tft.results.find_finished(store, tft.engine.fingerprint(backbone, data.name, n_run, acfg, adapter), study=STUDY)
-    rid = rid or tft.train(fresh(seed), data, acfg, adapter, store=store, study=STUDY, verbose=False).run_id
-    run_ids.append(rid)
-    adapter_params = int(tft.results.history(store, rid)["trainable"].iloc[0])
-    # the dense counterpart of the composition: dense task diff trained on top of the dense source diff
-    label, f = "dense on dense source", cache / f"seed{seed}-dense-on-dense.sft"
-    rid = tft.results.find_finished(store, tft.engine.fingerprint(backbone, data.name, n_run, dcfg, [SparseUpdate(label=label)]),
+        if sel != "random":
+            dense_at(seed, dense_lr, need_phase=True)
+            dense = phases[(seed, dense_lr)]
+        out = sft.lt_sft(fresh(seed), data, c, k=k, selection=sel, dense=dense, start_from=dom["source"],
+                         store=store, study=STUDY, tags=extra)
+        rid, d = out.result.run_id, out.diff
+        if keep:
+            d.save(f)
+    return rid, d
+
+
+def runs_of(ids):
+    everything = tft.results.load(store)
+    return everything[everything.run_id.isin(list(ids))]
+
+
+# (1) the dense phase's learning rate, on dev of the lr seed, from the "full" grid
+dense_ids = {lr: dense_at(s0, lr) for lr in protocol.grid("full")}
+dense_lr, table = tft.studies.choose_lr(runs_of(dense_ids.values()))
+lr_tables = [table.assign(entry="dense phase (the dense baseline)")]
+for p in [p for p in phases if p != (s0, dense_lr)]:
+    del phases[p]
+# (2) each sparse entry's learning rate, on dev of the lr seed, on masks of the chosen dense phase
+trials = {(sel, k, lr): sparse_at(s0, sel, k, lr, dense_lr, keep=sel == "lottery")
+          for sel, k in ENTRIES for lr in protocol.grid(sparse_grid)}
+sparse_lr = {}
+for sel, k in ENTRIES:
+    sparse_lr[(sel, k)], table = tft.studies.choose_lr(runs_of(trials[(sel, k, lr)][0] for lr in protocol.grid(sparse_grid)))
+    lr_tables.append(table.assign(entry=label(sel, k) + " (sparse phase)"))
+seed0 = {k: trials[("lottery", k, sparse_lr[("lottery", k)])][1] for k in KS}  # seed 0's task SFTs at every K
+# |θ1 − θ0| of the lr seed's dense phase (the explorer and the mask allocations of section 4)
+deltas_file = cache / f"seed{s0}-dense{dense_lr:g}-deltas.pt"
+rid0 = dense_at(s0, dense_lr)
+kept = torch.load(deltas_file, weights_only=True) if deltas_file.is_file() else {}
+if (s0, dense_lr) in phases or kept.get("run_id") != rid0:
+    dense_at(s0, dense_lr, need_phase=True)
+    kept = {"run_id": phases[(s0, dense_lr)].result.run_id, "deltas": phases[(s0, dense_lr)].deltas}
+    torch.save(kept, deltas_file)
+deltas0 = kept["deltas"]
+
+# (3) every seed at the chosen rates (the lr seed's runs are the trials above)
+run_ids, task_sfts, dense_sfts = [], {}, {}
+for seed in S["seeds"]:
+    run_ids.append(dense_at(seed, dense_lr))
+    for sel, k in ENTRIES:
+        keep = sel == "lottery" and k == KC
+        rid, d = trials[(sel, k, sparse_lr[(sel, k)])] if seed == s0 else sparse_at(seed, sel, k, sparse_lr[(sel, k)],
+                                                                                    dense_lr, keep)
+        run_ids.append(rid)
+        if keep:
+            task_sfts[seed] = d
+    # the dense counterpart of the composition: a dense task diff trained on top of the dense source diff
+    tag, c = "dense on dense source", dense_cfg.replace(seed=seed, lr=dense_lr)
+    n_run = len(data.subsample_train(c.max_train_examples, seed=seed).train)  # what a run's fingerprint counts
+    rid = tft.results.find_finished(store, tft.engine.fingerprint(backbone, data.name, n_run, c, [SparseUpdate(label=tag)]),
                                     study=STUDY)
+    f = cache / f"seed{seed}-dense-on-dense-lr{dense_lr:g}.sft"
     dense_sfts[seed] = saved(f, rid)
     if dense_sfts[seed] is None:
-        dense_sfts[seed] = sft.dense_phase(fresh(seed), data, dcfg, start_from=dom_dense["source"], label=label,
+        dense_sfts[seed] = sft.dense_phase(fresh(seed), data, c, start_from=dom_dense["source"], label=tag,
                                            store=store, study=STUDY).diff
         dense_sfts[seed].save(f)
+    for p in [p for p in phases if p[0] == seed]:  # a seed's dense phase is not needed after its sparse phases
+        del phases[p]
+# the task adapter: its own lr on dev ("light" grid), every seed, reused by fingerprint
+adapter = tft.studies.run_entry(backbone, data, base, [("adapter", {"reduction_factor": adapter_reduction_factor})],
+                                family="light", protocol=protocol, store=store, study=STUDY, tags={"entry": "adapter"},
+                                executor=executor, workers=workers or None)
+run_ids += list(adapter.frame.run_id.unique())
+adapter_params = int(tft.results.history(store, run_ids[-1])["trainable"].iloc[0])
+lr_tables.append(adapter.lr_table.assign(entry="adapter"))
+lr_table = pd.concat(lr_tables, ignore_index=True)
+display(lr_table[[c for c in ("entry", "lr", "dev accuracy", "seeds", "chosen") if c in lr_table.columns]])
+
 res = tft.results.load(store)
 res = res[res.run_id.isin(run_ids)].copy()
-res["setting"] = np.where(res.method.isin(["lt-sft", "random-sft"]),
+res["setting"] = np.where(res.method.isin(list(METHOD.values())),
                           res.method + " K=" + res["k"].map(lambda v: f"{v:,.0f}" if pd.notna(v) else ""), res.method)
 held = an.held_out_mean(res, held_out, by=["setting", "method", "k_fraction"])
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)
-an.ci_table(both, rows="setting")
+lr_of = {label(sel, k): (f"{sparse_lr[(sel, k)]:g}" if sel == "random" else f"{dense_lr:g} → {sparse_lr[(sel, k)]:g}")
+         for sel, k in ENTRIES}
+lr_of.update({"lt-sft-dense": f"{dense_lr:g}", "adapter": f"{adapter.chosen_lr:g}"})
+main_table = an.ci_table(both, rows="setting")
+main_table.insert(0, "lr (dev)", pd.Series(lr_of))
+main_table
 
 # %%
 sweep_rows = both[both.method == "lt-sft"]
@@ -267,48 +399,47 @@ for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
                  for name, m in (("dense (LN frozen)", "lt-sft-dense"), (f"adapter ({adapter_params:,} params)", "adapter"))}
     an.plot_vs_param(sub, x="k_fraction", hue="method", ax=ax, baselines=base_rows, xlabel="K (fraction of maskable entries)",
                      title=f"{ev} (n={res.seed.nunique()} seeds)")
-    rnd = an.aggregate(both[(both.method == "random-sft") & (both.eval_set == ev)], by=("k_fraction",))
-    ax.errorbar(rnd.k_fraction, rnd["mean"], yerr=rnd.ci95.fillna(0), fmt="s", color="grey", capsize=3, label="random mask")
+    for m, fmt, name in (("random-sft", "s", "random mask (uniform)"), ("random-sft-per-tensor", "D", "random mask (per tensor)")):
+        rnd = an.aggregate(both[(both.method == m) & (both.eval_set == ev)], by=("k_fraction",))
+        ax.errorbar(rnd.k_fraction, rnd["mean"], yerr=rnd.ci95.fillna(0), fmt=fmt, color="grey", capsize=3, label=name)
+    if paper_k:
+        ax.axvline(k_paper / n_maskable, color="k", lw=0.8, ls="-.", label="the paper's share of block params")
     ax.set_xscale("log")
     ax.legend(fontsize=7, loc="lower right")
 plt.tight_layout()
 plt.show()
 
-
 # %% [markdown]
 # How to read it: each point is the mean over seeds with its 95% interval; the dashed band is the
-# dense phase (full fine-tuning with LayerNorm frozen) and the dotted one the task adapter. The
-# paper's first claim is that a few percent of the entries come close to dense quality; the second,
-# that *which* entries matters (grey squares: random masks of the same K).
+# dense phase (full fine-tuning with LayerNorm frozen) and the dotted one the task adapter; the
+# dash-dotted line marks the paper's K. The paper's first claim is that a small share of the
+# entries comes close to dense quality; the second, that *which* entries matters (grey: random masks
+# of the same K, squares uniform, diamonds per tensor).
 #
 # ### Paired differences
 #
 # Seeds pair runs (same head initialisation, same training subsample), so the paired difference is
-# the sharper test.
+# the sharper test. The verdicts are in the claims table of section 7.
 
 # %%
-def label(method, k):
-    return f"{method} K={diffs.resolve_k(k, n_maskable):,}"
-
-
-pairs = [(label("lt-sft", k), label("random-sft", k)) for k in S["random_ks"] if k in S["ks"]]
-pairs += [(label("lt-sft", k), "lt-sft-dense") for k in S["ks"]]
-closest = min(S["ks"], key=lambda k: abs(diffs.resolve_k(k, n_maskable) - adapter_params))
-pairs += [(label("lt-sft", closest), "adapter")]
+pairs = [(label("lottery", k), label(sel, k)) for k in RANDOM_KS if k in KS for sel in ("random", "random-per-tensor")]
+pairs += [(label("lottery", k), "lt-sft-dense") for k in KS]
+closest = min(KS, key=lambda k: abs(k - adapter_params))
+pairs += [(label("lottery", closest), "adapter")]
 tables = []
 for ev in ["in-distribution", "held-out (mean)"]:
     t = an.paired_table(both[both.eval_set == ev], pairs, by="setting")
     t.insert(0, "eval set", ev)
     tables.append(t)
 paired = pd.concat(tables, ignore_index=True)
-paired.drop(columns=["mean", "ci95"])
+paired[["eval set", "a", "b", "a − b (points)", "n"]]
 
 # %% [markdown]
 # ## 4. Where do the chosen entries live?
 #
 # The selection is global: a tensor gets as many entries as it has among the K largest moves. MiniLM's
-# word-embedding matrix holds about half of all entries, but only the rows of words that occur in
-# the training reviews get a gradient at all.
+# word-embedding matrix holds about half of all maskable entries, but only the rows of tokens that occur
+# in the training reviews get a gradient at all. First the trained task SFTs of seed `seeds[0]` at every K:
 
 # %%
 where = pd.concat([d.by_unit().assign(K=f"{d.meta['k']:,}") for d in seed0.values()], ignore_index=True)
@@ -318,7 +449,7 @@ share = share.loc[sorted(share.index, key=lambda s: int(s.replace(",", "")))]
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 share.plot.barh(stacked=True, ax=axes[0], colormap="viridis", legend=False)
 axes[0].set_xlabel("share of the K entries")
-axes[0].set_title("where the task SFT's entries live (seed %d)" % S["seeds"][0])
+axes[0].set_title("where the task SFT's entries live (seed %d)" % s0)
 dens = where.pivot(index="unit", columns="K", values="density").loc[order]
 dens.plot(ax=axes[1], marker="o", logy=True)
 axes[1].set_ylabel("entries changed / entries in the unit")
@@ -328,17 +459,62 @@ axes[0].legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2
 plt.tight_layout()
 plt.show()
 emb_share = {k: float(seed0[k].by_unit().set_index("unit").share_of_diff.get("embeddings", 0.0)) for k in seed0}
-print("share of K in the embeddings:", {f"{diffs.resolve_k(k, n_maskable):,}": f"{v:.1%}" for k, v in emb_share.items()})
+print("share of K in the embeddings:", {f"{k:,}": f"{v:.1%}" for k, v in emb_share.items()})
+
+# %% [markdown]
+# ### The three masks side by side
+#
+# The masks of seed `seeds[0]` as its runs used them (recomputed by the same functions, seeds and
+# dense phase): where each puts its K, and, inside the word-embedding matrix, how many of its entries
+# lie in rows of tokens that occur in that seed's training reviews (the only rows with a gradient).
+
+# %%
+train_texts = data.subsample_train(S["n_train"], seed=s0).train["text"].tolist()
+seen_ids = {i for ids in probe.tokenizer(train_texts, truncation=True, max_length=base.max_length)["input_ids"] for i in ids}
+word = next(n for n in names if n.endswith("word_embeddings.weight"))
+seen_rows = torch.zeros(params[word].shape[0], dtype=torch.bool)
+seen_rows[sorted(seen_ids)] = True
+emb_names = [n for n in names if units[n] == "embeddings"]
+alloc = []
+for k in RANDOM_KS:
+    lottery = diffs.select_mask(deltas0, k)
+    masks = {label("lottery", k): lottery, label("random-per-tensor", k): diffs.random_mask_like(lottery, seed=s0),
+             label("random", k): diffs.random_mask({n: params[n].shape for n in names}, k, seed=s0)}
+    for name, m in masks.items():
+        n_emb, n_word = sum(int(m[n].sum()) for n in emb_names), int(m[word].sum())
+        alloc.append({"mask": name, "K": k, "in the embeddings": n_emb / k, "in the blocks": 1 - n_emb / k,
+                      "word-embedding entries in rows of training tokens": int(m[word][seen_rows].sum()) / max(1, n_word)})
+alloc = pd.DataFrame(alloc).set_index("mask")
+print(f"{int(seen_rows.sum()):,} of {len(seen_rows):,} vocabulary rows ({seen_rows.float().mean():.1%}) occur in the "
+      f"{len(train_texts)} training reviews; the embeddings hold {groups.loc['embeddings', 'maskable'] / n_maskable:.1%} "
+      "of the maskable entries.")
+alloc.drop(columns="K").round(3)
+
+
+# %%
+def where_sentence(k):
+    a = alloc[alloc.K == k]
+    lt, pt, un = (a.loc[label(s, k)] for s in ("lottery", "random-per-tensor", "random"))
+    return (f"At K={k:,} the uniform random mask puts {un['in the embeddings']:.0%} of its entries into the embeddings "
+            f"and {un['in the blocks']:.0%} into the transformer blocks; the lottery ticket puts {lt['in the embeddings']:.0%} "
+            f"into the embeddings and {lt['in the blocks']:.0%} into the blocks, and the per-tensor random mask the same "
+            f"({pt['in the embeddings']:.0%} / {pt['in the blocks']:.0%}) by construction. Of the word-embedding entries, "
+            f"{lt['word-embedding entries in rows of training tokens']:.0%} of the lottery ticket's lie in rows of tokens that "
+            f"occur in the training reviews, against {pt['word-embedding entries in rows of training tokens']:.0%} of the "
+            f"per-tensor mask's and {un['word-embedding entries in rows of training tokens']:.0%} of the uniform mask's.")
+
+
+display(Markdown(" ".join(where_sentence(k) for k in RANDOM_KS)))
 
 # %% [markdown]
 # ### Explore: K → mask coverage and stored size
 #
 # Selection is cheap once the dense phase is done, so we can re-select any K from this run's dense
 # phase (seed 0) and see which blocks the mask covers and what the SFT would weigh on disk
-# (static figure: `compose_k`).
+# (static figure: `compose_k`; the list includes the paper's K).
 
 # %%
-head_bytes = seed0[compose_k].head_size * 4
+head_bytes = seed0[KC].head_size * 4
 
 
 def show_k(K):
@@ -354,7 +530,7 @@ def show_k(K):
     ax.set_ylabel("share of K")
 
 
-nb.explore(show_k, {"K": sorted({0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, compose_k})},
+nb.explore(show_k, {"K": sorted({0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, compose_k, round(k_paper / n_maskable, 4)})},
            static={"K": compose_k})
 
 # %% [markdown]
@@ -385,8 +561,8 @@ an.plot_comparison(pd.concat([comp, held_c], ignore_index=True), x="eval_set", h
                    title="zero-shot composition on held-out domains")
 plt.tight_layout()
 plt.show()
-ovl = task_sfts[S["seeds"][0]].overlap(dom[targets[0]]).iloc[-1]
-print(f"task SFT (K={task_sfts[S['seeds'][0]].changed:,}) and the {targets[0]} SFT share {int(ovl['shared']):,} entries.")
+ovl = task_sfts[s0].overlap(dom[targets[0]]).iloc[-1]
+print(f"task SFT (K={task_sfts[s0].changed:,}) and the {targets[0]} SFT share {int(ovl['shared']):,} entries.")
 table_c
 
 # %%
@@ -396,13 +572,13 @@ for kind in ("sparse", "dense"):
 paired_c = an.paired_table(held_c, comp_pairs, by="setting")
 # interference: the gain of the swap (+ target minus + source), sparse vs dense, paired by seed
 gain = held_c.pivot_table(index="seed", columns="setting", values="value")
-gain_rows = pd.DataFrame({"seed": gain.index, "metric": "accuracy",
-                          "sparse": gain["sparse: + target"] - gain["sparse: + source"],
-                          "dense": gain["dense: + target"] - gain["dense: + source"]}).melt(
-    id_vars=["seed", "metric"], var_name="setting", value_name="value")
-paired_c = pd.concat([paired_c, an.paired_table(gain_rows, [("sparse", "dense")], by="setting").assign(
-    a="sparse swap gain", b="dense swap gain")], ignore_index=True)
-paired_c.drop(columns=["mean", "ci95"])
+gain_rows = pd.DataFrame({"seed": gain.index, "metric": "accuracy", "eval_set": "held-out (mean)",
+                          "sparse swap gain": gain["sparse: + target"] - gain["sparse: + source"],
+                          "dense swap gain": gain["dense: + target"] - gain["dense: + source"]}).melt(
+    id_vars=["seed", "metric", "eval_set"], var_name="setting", value_name="value")
+paired_c = pd.concat([paired_c, an.paired_table(gain_rows, [("sparse swap gain", "dense swap gain")], by="setting")],
+                     ignore_index=True)
+paired_c[["a", "b", "a − b (points)", "n"]]
 
 # %% [markdown]
 # ## 6. Storage
@@ -413,11 +589,11 @@ paired_c.drop(columns=["mean", "ci95"])
 
 # %%
 total = sum(p.numel() for p in probe.model.parameters())
-saved = seed0[compose_k].save(f"{store}/sft/task-{backbone}-k{compose_k}-seed{S['seeds'][0]}.sft")
-assert diffs.SparseDiff.load(saved).changed == seed0[compose_k].changed  # a saved SFT reads back
+sft_file = seed0[KC].save(f"{store}/sft/task-{backbone}-k{KC}-seed{s0}.sft")
+assert diffs.SparseDiff.load(sft_file).changed == seed0[KC].changed  # a saved SFT reads back
 storage = pd.DataFrame([
     *[{"what": f"task SFT, K={d.changed:,}", "bytes": d.stored_bytes()} for d in seed0.values()],
-    {"what": f"task SFT, K={seed0[compose_k].changed:,}, on disk (safetensors)", "bytes": saved.stat().st_size},
+    {"what": f"task SFT, K={seed0[KC].changed:,}, on disk (safetensors)", "bytes": sft_file.stat().st_size},
     {"what": f"task adapter, {adapter_params:,} trainable (incl. head)", "bytes": 4 * adapter_params},
     {"what": "full fine-tuned model", "bytes": 4 * total},
 ])
@@ -425,50 +601,38 @@ storage["MiB"] = (storage.bytes / 2**20).round(3)
 storage["vs full model"] = (storage.bytes / (4 * total)).round(4)
 storage
 
-
 # %% [markdown]
 # ## 7. The paper's claims next to ours
 #
 # The paper's evaluation is cross-lingual (UD POS and parsing, MasakhaNER, AmericasNLI, mBERT and
 # XLM-R) and compares with MAD-X adapters; ours is English review sentiment across domains with a
-# 22M-parameter MiniLM and a few hundred training reviews. A claim "reproduced" needs the paired 95%
-# interval above zero.
+# 22M-parameter MiniLM and a few hundred training reviews. Each claim is a paired difference over
+# seeds (`an.claims_table`): "reproduced" when it is significant in the paper's direction (Holm-adjusted
+# over the table's tests), "contradicted" when significant the other way, otherwise "inconclusive" with
+# the smallest difference these seeds could detect at 80% power (MDE). "Reaches dense quality" is a
+# non-inferiority claim: reproduced when the whole 95% interval lies above −1 point.
 
 # %%
-def row(a, b, ev):
-    r = paired[(paired.a == a) & (paired.b == b) & (paired["eval set"] == ev)]
-    return r.iloc[0] if len(r) else None
-
-
-claims = []
-kc = label("lt-sft", compose_k)
-r = row(kc, label("random-sft", compose_k), "held-out (mean)") if compose_k in S["random_ks"] else None
-if r is not None:
-    claims.append({"claim (paper)": "the lottery-ticket mask beats a random mask of the same K",
-                   "ours (held-out, points)": f"K={diffs.resolve_k(compose_k, n_maskable):,}: {r['a − b (points)']}",
-                   "verdict": r["verdict (a > b)"]})
-near = [row(label("lt-sft", k), "lt-sft-dense", "in-distribution") for k in S["ks"]]
-near = [(k, x) for k, x in zip(S["ks"], near) if x is not None]
-if near:
-    ok = [k for k, x in near if x["ci95"] == x["ci95"] and x["mean"] + x["ci95"] >= 0]
-    claims.append({"claim (paper)": "a few percent of the entries reach near-dense quality (in distribution)",
-                   "ours (held-out, points)": "; ".join(f"K={k:g}: {x['a − b (points)']}" for k, x in near),
-                   "verdict": (f"consistent from K={min(ok):g} (not below dense)" if ok else "not seen at these K")})
-pc = paired_c.set_index(["a", "b"])
-for kind in ("sparse",):
-    x = pc.loc[(f"{kind}: + target", f"{kind}: + source")]
-    claims.append({"claim (paper)": "composing with the target SFT beats keeping the source SFT (zero-shot)",
-                   "ours (held-out, points)": x["a − b (points)"], "verdict": x["verdict (a > b)"]})
-x = pc.loc[("sparse swap gain", "dense swap gain")]
-claims.append({"claim (paper)": "sparse differences compose with less interference than dense ones",
-               "ours (held-out, points)": f"swap gain sparse − dense: {x['a − b (points)']}", "verdict": x["verdict (a > b)"]})
-r = row(label("lt-sft", closest), "adapter", "held-out (mean)")
-if r is not None:
-    claims.append({"claim (paper)": "LT-SFT beats MAD-X adapters by a large margin (UD, MasakhaNER, AmericasNLI)",
-                   "ours (held-out, points)": f"LT-SFT K={diffs.resolve_k(closest, n_maskable):,} vs a task adapter "
-                                              f"({adapter_params:,} params): {r['a − b (points)']}",
-                   "verdict": r["verdict (a > b)"] + " [ours: one task adapter, not MAD-X; see notebook 02]"})
-claims = pd.DataFrame(claims)
+PAPER = "Ansell et al. 2022 (LT-SFT)"
+HO, ID = ("held-out (mean)",), ("in-distribution",)
+CLAIMS = []
+for k in [k for k in RANDOM_KS if k in KS]:
+    CLAIMS += [an.Claim(PAPER, f"the lottery-ticket mask beats a uniform random mask of the same K (K={k:,})",
+                        label("lottery", k), label("random", k), "greater", "LT-SFT > random", HO, "held-out"),
+               an.Claim(PAPER, f"the lottery-ticket mask beats a random mask with its entries per tensor (K={k:,})",
+                        label("lottery", k), label("random-per-tensor", k), "greater", "", HO, "held-out")]
+CLAIMS += [an.Claim(PAPER, f"K={k:,} ({k / n_block:.1%} of the block parameters) reaches dense quality",
+                    label("lottery", k), "lt-sft-dense", "at least", "", ID, "in-distribution") for k in KS]
+CLAIMS += [
+    an.Claim(PAPER, "composing with the target SFT beats keeping the source SFT (zero-shot)", "sparse: + target",
+             "sparse: + source", "greater", "gains on every target language", HO, "held-out"),
+    an.Claim(PAPER, "sparse differences compose with less interference than dense ones (swap gain)",
+             "sparse swap gain", "dense swap gain", "greater", "", HO, "held-out"),
+    an.Claim(PAPER, f"LT-SFT beats MAD-X adapters (ours: one task adapter, {adapter_params:,} params, not MAD-X)",
+             label("lottery", closest), "adapter", "greater", "large margins on UD, MasakhaNER, AmericasNLI", HO, "held-out"),
+]
+claim_frame = pd.concat([both, held_c, gain_rows], ignore_index=True)
+claims = an.claims_table(claim_frame, CLAIMS, by="setting")
 claims
 
 # %% [markdown]
@@ -478,19 +642,25 @@ claims
 #    (int32 index + fp32 value), without the head?
 # 2. In this run, which share of the `compose_k` task SFT's entries (seed 0) lies in the embeddings?
 #    (a fraction, two decimals)
-# 3. In this run, did the lottery-ticket mask beat the random mask at `compose_k` on the held-out
-#    domains beyond seed noise? (`True`/`False`)
+# 3. In this run, did the lottery-ticket mask beat the uniform random mask at `compose_k` on the
+#    held-out domains (verdict "reproduced")? (`True`/`False`)
 
 # %%
 answer_1 = None
 answer_2 = None
 answer_3 = None
 
+
+def verdict_of(a, b):
+    r = claims[claims.compared == f"{a} − {b}"] if len(claims) else claims
+    return r.iloc[0] if len(r) else None
+
+
 nb.check("Exercise 1", answer_1, 8 * 10_000, hint="4 bytes of index plus 4 bytes of value per entry.")
-nb.check("Exercise 2", answer_2, round(emb_share[compose_k], 2), tol=0.011, hint="Section 4 prints the shares.")
-r = row(kc, label("random-sft", compose_k), "held-out (mean)") if compose_k in S["random_ks"] else None
+nb.check("Exercise 2", answer_2, round(emb_share[KC], 2), tol=0.011, hint="Section 4 prints the shares.")
+r = verdict_of(label("lottery", KC), label("random", KC))
 if r is not None:
-    nb.check("Exercise 3", answer_3, bool(r["verdict (a > b)"] == "reproduced"), hint="The paired table of section 3.")
+    nb.check("Exercise 3", answer_3, bool(r["verdict"] == "reproduced"), hint="The claims table of section 7.")
 
 # %% [markdown]
 # ## Measured summary
@@ -506,41 +676,73 @@ def acc(setting, ev):
     return an.format_ci(r["mean"].iloc[0], r["ci95"].iloc[0]) + "%" if len(r) else "n/a"
 
 
-sentences = [f"{S['n_train']} training reviews, {len(S['seeds'])} seed(s), {S['dense_steps']} dense + {S['sparse_steps']} "
-             f"sparse steps. Dense phase (LayerNorm frozen): {acc('lt-sft-dense', 'in-distribution')} in distribution, "
+sentences = [f"{S['n_train']} training reviews, {len(S['seeds'])} seed(s), {dense_cfg.total_steps(n_phase)} dense + "
+             f"{sparse_cfg.total_steps(n_phase)} sparse steps, best dev step; learning rates chosen on dev: dense phase "
+             f"{dense_lr:g}, adapter {adapter.chosen_lr:g}, sparse phases "
+             + ", ".join(f"{label(sel, k)} {sparse_lr[(sel, k)]:g}" for sel, k in ENTRIES) + ". "
+             f"Dense phase (LayerNorm frozen): {acc('lt-sft-dense', 'in-distribution')} in distribution, "
              f"{acc('lt-sft-dense', 'held-out (mean)')} on held-out domains."]
 sentences.append("LT-SFT in distribution / held-out: " + "; ".join(
-    f"K={diffs.resolve_k(k, n_maskable):,} ({k:g}) {acc(label('lt-sft', k), 'in-distribution')} / "
-    f"{acc(label('lt-sft', k), 'held-out (mean)')}" for k in S["ks"]) + ".")
+    f"K={k:,} ({k / n_block:.1%} of block params) {acc(label('lottery', k), 'in-distribution')} / "
+    f"{acc(label('lottery', k), 'held-out (mean)')}" for k in KS) + ".")
 sentences.append(f"Task adapter ({adapter_params:,} trainable): {acc('adapter', 'in-distribution')} / {acc('adapter', 'held-out (mean)')}.")
 for _, c in claims.iterrows():
-    sentences.append(f"{c['claim (paper)']}: {c['ours (held-out, points)']} ({c['verdict']}).")
-sentences.append(f"Share of K in the embeddings (seed {S['seeds'][0]}): " + ", ".join(
-    f"{v:.0%} at K={k:g}" for k, v in emb_share.items()) + ".")
-sentences.append(f"An SFT with K={seed0[compose_k].changed:,} takes {saved.stat().st_size / 2**20:.2f} MiB on disk, "
-                 f"{saved.stat().st_size / (4 * total):.1%} of the full model.")
+    sentences.append(f"{c['claim']} ({c['eval']}): {c['ours (points)']} points ({c['verdict']}).")
+sentences += [where_sentence(k) for k in RANDOM_KS]
+sentences.append(f"An SFT with K={seed0[KC].changed:,} takes {sft_file.stat().st_size / 2**20:.2f} MiB on disk, "
+                 f"{sft_file.stat().st_size / (4 * total):.1%} of the full model.")
 nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
 
 # %% [markdown]
 # ### Discussion
 #
 # * **What the numbers say.** Every sentence above is computed from this run; the paired intervals,
-#   not single means, decide a verdict. Three seeds give wide intervals: a difference of a point or
-#   two is usually within noise.
+#   not single means, decide a verdict, and an "inconclusive" verdict says how large a difference
+#   these seeds could have detected. It is not evidence of no difference.
+# * **Dense vs sparse, and which entries.** Sparsity is often described as a regulariser that may
+#   help with little data, and the lottery mask is expected to beat a random one because it keeps
+#   the entries the task moves. What this run shows is computed here:
+
+# %%
+near = {k: verdict_of(label("lottery", k), "lt-sft-dense") for k in KS}
+near = {k: r for k, r in near.items() if r is not None}
+ok = [k for k, r in near.items() if r["verdict"] == "reproduced"]
+below = [k for k, r in near.items() if r["verdict"] == "contradicted"]
+unsure = [k for k in near if k not in ok + below]
+parts = ["In distribution, LT-SFT minus the dense phase: " + "; ".join(
+    f"K={k:,} ({k / n_block:.1%} of block params) {r['ours (points)']} points ({r['verdict']})" for k, r in near.items()) + "."]
+if ok:
+    parts.append("LT-SFT is within a point of dense fine-tuning (non-inferior) at K = " + ", ".join(f"{k:,}" for k in ok) + ".")
+if below:
+    parts.append("It is more than a point below dense fine-tuning at K = " + ", ".join(f"{k:,}" for k in below) + ".")
+if unsure:
+    parts.append("These seeds cannot tell whether it is within a point of dense fine-tuning at K = "
+                 + ", ".join(f"{k:,}" for k in unsure) + ".")
+if not ok:
+    parts.append("So this run does not show sparse fine-tuning matching dense fine-tuning at any K tried.")
+for k in [k for k in RANDOM_KS if k in KS]:
+    for sel, what in (("random", "the uniform random mask"), ("random-per-tensor", "the per-tensor random mask")):
+        r = verdict_of(label("lottery", k), label(sel, k))
+        if r is not None:
+            parts.append(f"Against {what} at K={k:,} (held-out): {r['ours (points)']} points ({r['verdict']}).")
+parts += [where_sentence(k) for k in RANDOM_KS]
+display(Markdown(" ".join(parts)))
+
+# %% [markdown]
 # * **Our setting vs the paper's.** The paper trains for thousands of steps on large corpora with
-#   K ≈ 7.7M–14M entries of mBERT/XLM-R (a few percent) and composes *language* SFTs learned from
-#   Wikipedia. We train a 22M-parameter English model for a hundred steps on a few hundred reviews
+#   K = 7.7M–14M entries of mBERT/XLM-R (the task SFTs' K is the share of the block parameters
+#   computed in section 1, which our largest K copies) and composes *language* SFTs learned from
+#   Wikipedia. We train a 22M-parameter English model for 3 + 10 epochs on a few hundred reviews
 #   and compose *domain* SFTs learned from ~230 sentences each: the domain SFTs can carry far less
 #   than a language SFT, so a small composition gain (or none) is the expected outcome here, not a
 #   contradiction of the paper.
-# * **Dense vs sparse in a low-data regime.** Sparsity is a regulariser: with little data it can
-#   match dense fine-tuning at a small K, and the lottery mask should beat a random one because it
-#   keeps the entries the task actually uses (the word-embedding rows of words in the training set,
-#   for one).
-# * **Deviations** [D]: MiniLM's MLM head is warmed and discarded; selection takes exactly K
-#   entries (`topk`) instead of `δ ≥ τ`; the task adapter is trained from θ0 (not stacked on a
-#   domain adapter as in MAD-X; notebook 02 does that); the unmasked entries are put back after each
-#   step instead of relying on weight decay being 0.
-# * In `mode="ci"` (what CI runs) every phase is 6 steps on 64 reviews, one seed, two K values, one
-#   held-out domain and evaluation capped at 32 reviews per set; the MLM phases are 4 steps: the pipeline is exercised,
-#   the numbers are not evidence. Quote `mode="full"`.
+# * **Deviations** [D]: MiniLM's MLM head is warmed and discarded, and the MLM phases keep a fixed
+#   learning rate; selection takes exactly K entries (`topk`) instead of `δ ≥ τ`; the two phases
+#   choose their learning rates on dev separately (the paper uses one untuned rate for both); the
+#   task adapter is trained from θ0 (not stacked on a domain adapter as in MAD-X; notebook 02 does
+#   that) with the default warm-up and weight decay; the unmasked entries are put back after each
+#   step when weight decay is set (ours is 0 for the LT-SFT phases, as the paper's).
+# * In `mode="ci"` (what CI runs) the phases are 2 dense + 7 sparse steps on 64 reviews, one seed,
+#   one candidate learning rate per grid, two K values (`compose_k` and the paper's), one held-out
+#   domain and evaluation capped at 32 reviews per set; the MLM phases are 4 steps: the pipeline is
+#   exercised, the numbers are not evidence. Quote `mode="full"`.
