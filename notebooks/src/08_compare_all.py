@@ -111,7 +111,7 @@ scores = (sf.sublayer_scores(probe, "contrastive", data.texts(), corpus=task, n=
 inter_names = [n for n in st.INTERMEDIATE_TASKS if n in needs]
 inters = (st.train_intermediates(backbone, st.intermediate_tasks(data, inter_names), f"{store}/intermediate", lr=inter_lr,
                                  epochs=inter_epochs, max_steps=S["inter_steps"], max_examples=S["inter_examples"],
-                                 max_eval_examples=S["max_eval_examples"], store=store, study=STUDY)
+                                 max_eval_examples=S["max_eval_examples"], store=store, study=STUDY, select_best=True)
           if inter_names else {})
 res = lb.run_leaderboard(backbone, data, chosen, S["regimes"], S["seeds"], base=base, store=store, study=STUDY,
                          scores=scores, intermediates=inters, run_missing=run_missing, protocol=protocol,
