@@ -3,6 +3,8 @@
 
     python3 run.py study      # every notebook in full mode (tutorfinetune notebooks), outputs/, the summary
     python3 run.py test       # lint + the whole test suite (what CI runs), one test process per core
+    python3 run.py book       # the course site (Jupyter Book) from notebooks executed in ci mode, checked in Chromium
+    python3 run.py book --from DIR   # ... from notebooks already executed (CI: the test run's, $TUTORFINETUNE_EXECUTED)
 
 Both create `.venv/` on first use and install what they need into it, so a fresh clone needs only
 Python >= 3.10 and pip. A torch that already works in the base interpreter (Colab, a conda env) is
@@ -71,7 +73,7 @@ def _parallel(rest: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"study", "test", "setup"}:
+    if not argv or argv[0] not in {"study", "test", "setup", "book"}:
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
@@ -82,7 +84,27 @@ def main(argv: list[str]) -> int:
     if cmd == "test":
         _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "notebooks", "run.py"], cwd=ROOT)
         return subprocess.run([str(py), "-m", "pytest", *_parallel(rest), *rest], cwd=ROOT, env=env).returncode
+    if cmd == "book":
+        return _book(py, rest, env)
     return subprocess.run([str(py), "-m", "tutorfinetune", "notebooks", *rest], cwd=ROOT, env=env).returncode
+
+
+def _book(py: Path, rest: list[str], env: dict) -> int:
+    """Build the course site. Without --from, execute every notebook in ci mode first (outputs/book_run);
+    --check (default here) opens every page in headless Chromium; --no-check skips that."""
+    args = list(rest)
+    check = "--no-check" not in args
+    args = [a for a in args if a not in ("--check", "--no-check")]
+    if "--from" not in args:
+        run_dir = ROOT / "outputs" / "book_run"
+        code = subprocess.run([str(py), "-m", "tutorfinetune", "notebooks", "--mode", "ci", "--out", str(run_dir)],
+                              cwd=ROOT, env=env).returncode
+        if code != 0:
+            print(f"Some notebooks failed in ci mode (see {run_dir}); the site is not built.", file=sys.stderr)
+            return code
+        args += ["--from", str(run_dir / "notebooks")]
+    return subprocess.run([str(py), str(ROOT / "book" / "build.py"), *args, *(["--check"] if check else [])],
+                          cwd=ROOT, env=env).returncode
 
 
 if __name__ == "__main__":
