@@ -115,3 +115,17 @@ def test_schedule_entries_follow_the_protocols_k_when_the_budget_allows():
     assert legacy == {"gu": 200 // 6, "fun": 200 // 7}  # without the protocol: all units in after a third
     short = {m[0]: m[1]["k"] for m in gu.methods({**ctx, "steps": 200, "protocol": True}) if isinstance(m, tuple)}
     assert short == {"gu": 66 // 6}  # too short for the protocol's rule (ci mode): the short-run rule
+
+
+def test_schedule_entries_train_without_warm_up_so_the_protocols_k_exists():
+    base = tft.TrainConfig(warmup=0.1)
+    regime = lb.Regime("full-data", None, 600)
+    schedules = [e for e in lb.ENTRIES if e.family == "unfreezing" or "GU" in e.name]
+    assert schedules and all(lb._config(regime, e, base).warmup == 0.0 for e in schedules)
+    assert lb._config(regime, lb.entries(["full fine-tuning"])[0], base).warmup == 0.1  # others keep the regime's
+    # with 10% warm-up and 6 units no interval satisfies the protocol; without warm-up one does
+    from tutorfinetune.methods.base import MethodError
+    from tutorfinetune.methods.unfreezing import protocol_k
+    with pytest.raises(MethodError):
+        protocol_k(600, 6, 60)
+    assert protocol_k(600, 6, 0) >= 50

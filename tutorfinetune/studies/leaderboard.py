@@ -87,10 +87,15 @@ class Entry:
     #: the protocol's learning-rate grid (:data:`~.protocol.LR_GRIDS`): "full" for methods that train the
     #: whole body, "light" for few trained parameters (adapters, LoRA, probe); "" = from ``lr``
     lr_grid: str = ""
+    #: TrainConfig fields this entry sets over the regime's (its paper's recipe), e.g. ``{"warmup": 0.0}``
+    overrides: dict = field(default_factory=dict, compare=False)
 
     @property
     def grid(self) -> str:
         return self.lr_grid or ("light" if self.lr >= 3e-4 else "full")
+
+
+_NO_WARMUP = {"overrides": {"warmup": 0.0}}
 
 
 def _k(ctx: dict, units_key: str) -> int:
@@ -140,21 +145,24 @@ ENTRIES: list[Entry] = [
     Entry("LoRA r=8", "lora", 1e-3, lambda c: [("lora", {"r": 8})], notebook="02b"),
     Entry("LoRA all-linear r=8", "lora", 1e-3, lambda c: [("lora", {"r": 8, "target_modules": "all-linear"})],
           notebook="02b"),
-    Entry("adapter + GU", "unfreezing", 1e-3, _gu("adapter"), notebook="03"),
+    # schedules train without warm-up, as Liu et al. (FUN) did: with 10% warm-up and 6-7 units no interval lets
+    # the first unit join after the warm-up and the last by half the run (unfreezing.protocol_k)
+    Entry("adapter + GU", "unfreezing", 1e-3, _gu("adapter"), notebook="03", **_NO_WARMUP),
     Entry("adapter + LPFT", "unfreezing", 1e-3,
-          lambda c: ["adapter", ("lpft", {"k": _k(c, "units_adapter")})], notebook="03"),
+          lambda c: ["adapter", ("lpft", {"k": _k(c, "units_adapter")})], notebook="03", **_NO_WARMUP),
     Entry("adapter + FUN", "unfreezing", 1e-3,
-          lambda c: ["adapter", ("fun", {"k": _k(c, "units_adapter"), "fisher_batches": 10})], notebook="03"),
-    Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03"),
+          lambda c: ["adapter", ("fun", {"k": _k(c, "units_adapter"), "fisher_batches": 10})], notebook="03",
+          **_NO_WARMUP),
+    Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03", **_NO_WARMUP),
     Entry("full + FUN", "unfreezing", 1e-4,
-          lambda c: [("fun", {"k": _k(c, "units_full"), "fisher_batches": 10})], notebook="03"),
+          lambda c: [("fun", {"k": _k(c, "units_full"), "fisher_batches": 10})], notebook="03", **_NO_WARMUP),
     Entry("GradDrop element p=0.3", "graddrop", 1e-4, lambda c: ["full", ("graddrop", {"p": 0.3})], notebook="04"),
     Entry("GradDrop epoch p=0.3", "graddrop", 1e-4,
           lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "epoch"})], notebook="04"),
     Entry("GradDrop layer p=0.3", "graddrop", 1e-4,
           lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "layer"})], notebook="04"),
     Entry("GU + GradDrop p=0.3", "graddrop", 1e-4, lambda c: _gu("full")(c) + [("graddrop", {"p": 0.3})],
-          notebook="04"),
+          notebook="04", **_NO_WARMUP),
     Entry("guided dropout", "dropout", 1e-4, _guided, notebook="05", needs=("scores",)),
     Entry("Gaussian dropout", "dropout", 1e-4, lambda c: [("gaussian-dropout", {"p": 0.1})], notebook="05"),
     Entry("LT-SFT K=2%", "sparse", 1e-4, recipe="lt-sft", notebook="06", options={"k": 0.02}),
@@ -184,7 +192,7 @@ def entries(names: str | Iterable[str] = "all") -> list[Entry]:
 
 
 def _config(regime: Regime, entry: Entry, base: TrainConfig) -> TrainConfig:
-    return base.replace(lr=entry.lr, max_steps=regime.steps, max_train_examples=regime.n_train)
+    return base.replace(lr=entry.lr, max_steps=regime.steps, max_train_examples=regime.n_train, **entry.overrides)
 
 
 def _done_recipe(store, study: str, entry: Entry, regime: Regime, seed: int, cfg: TrainConfig,
