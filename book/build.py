@@ -110,6 +110,11 @@ def stage(executed: Path, src: Path, mathjax: Path | None = None) -> list[str]:
             nb = json.loads(nb_path.read_text(encoding="utf-8"))
             if not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"):
                 raise BookError(f"{executed / nb_path.name} has no outputs: pass a folder of *executed* notebooks.")
+            for c in nb["cells"]:  # links that work on GitHub (notebooks/ -> ../docs/) point at the book's pages
+                if c["cell_type"] == "markdown":
+                    text = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                    c["source"] = text.replace("](../docs/", "](")
+            nb_path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
     return pages
 
 

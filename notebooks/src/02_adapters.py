@@ -200,7 +200,7 @@ nb.explore(show_rf, {"reduction_factor": sorted(set(S["rfs"]) | {2.0, 8.0, 16.0,
 # the same with **domains**: a `source` adapter on the source domains' unlabelled reviews, one
 # adapter per held-out domain, and the swap at evaluation.
 #
-# Our choices, marked [D] in METHODS.md: MiniLM ships no MLM head. BERT's MLM decoder is tied to the
+# Our choices, marked [D] in the [methods reference §2](../docs/methods.md#2-bottleneck-adapters-and-mad-x): MiniLM ships no MLM head. BERT's MLM decoder is tied to the
 # word embeddings, so we warm up only the small transform and output bias with the body frozen
 # ("mlm-warm"), then train each domain adapter with that head frozen. Domain adapters use reduction
 # factor 2 like MAD-X's language adapters, but without invertible embedding adapters, and are trained

@@ -147,9 +147,9 @@ print(f"protocol: {protocol}\n{total_steps} optimiser steps per run, {warmup_ste
 # \big[(\partial_\theta \log p_\theta(\hat y|x))^2\big]$; tr(F) of a unit sums it over the unit's
 # parameters. We estimate it as the paper does: squared gradients of the batch-mean loss on a fixed
 # set of training batches, labels sampled from the model (`label_mode="sample"`), in eval mode,
-# without touching the training gradients (METHODS.md §0 and §1).
+# without touching the training gradients ([methods reference §0](../docs/methods.md#0-shared-vocabulary-and-the-fair-protocol) and [methods reference §4](../docs/methods.md#4-scheduled-unfreezing-and-fun)).
 #
-# **Our setting, and where it differs** ([D] in METHODS.md): the paper trains on English and tests
+# **Our setting, and where it differs** ([D] in the [methods reference §4](../docs/methods.md#4-scheduled-unfreezing-and-fun)): the paper trains on English and tests
 # zero-shot on other languages; our English-only MiniLM cannot transfer across languages
 # (notebook 01), so we test on held-out *domains* (`shift:*`). No language adapters are stacked
 # below the task adapter. The paper's runs are tens of thousands of steps with k = 50 to 800; ours
@@ -166,7 +166,7 @@ print(f"protocol: {protocol}\n{total_steps} optimiser steps per run, {warmup_ste
 # 1. **Warm-up ends before the first unfreeze.** A schedule's point is that the top unit trains
 #    alone for a while. If the learning rate is still ramping up during the first interval, that head
 #    start is worth only a few steps at the peak rate. The FUN authors ran **no warm-up** (lr 5e-4, k
-#    of 50 to 800, METHODS.md §1); so does this notebook (`warmup=0` for every entry, the standard
+#    of 50 to 800, [methods reference §4](../docs/methods.md#4-scheduled-unfreezing-and-fun)); so does this notebook (`warmup=0` for every entry, the standard
 #    ones too, so the entries differ only in the schedule).
 # 2. **Intervals long enough to matter:** k of at least 50 steps at full-data budgets (the
 #    paper's smallest k outside its low-data runs).

@@ -20,7 +20,7 @@
 # Only its abstract was available to us. The abstract says: gradients are masked stochastically
 # and sparsely while back-propagating, as a form of gradient noise; several variants exist; it beat
 # standard fine-tuning and gradual unfreezing on XGLUE with XLM-R Large, with the largest gains on
-# unseen, under-resourced languages. Everything else here is *our reading* ([D] in METHODS.md §2):
+# unseen, under-resourced languages. Everything else here is *our reading* ([D] in the [methods reference §5](../docs/methods.md#5-graddrop)):
 # the exact masking rule, the variant definitions (the names "epoch" and "layer" are ours), the
 # default `p = 0.3`, no rescaling by default, and masks applied once per optimiser step before
 # gradient clipping. (Not to be confused with Chen et al.'s *Gradient Sign Dropout*, also called
@@ -159,7 +159,7 @@ plt.show()
 # network from fitting the training set too closely, which is why it might help *out of
 # distribution* more than in it. The same reasoning says it should matter most with little data.
 #
-# **What "masked" means to AdamW** (METHODS.md §0). With `mode="grad"` (the default, "masks
+# **What "masked" means to AdamW** ([methods reference §0](../docs/methods.md#0-shared-vocabulary-and-the-fair-protocol)). With `mode="grad"` (the default, "masks
 # gradients") a masked entry gets a zero gradient, but AdamW still decays its moments, moves it by
 # its momentum, and applies weight decay: noise, not a freeze. With `mode="skip"` a masked entry does
 # not move at all in that step (the layer variant gives AdamW no gradient for dropped units; the

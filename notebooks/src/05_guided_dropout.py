@@ -17,7 +17,7 @@
 # 4. judge what "task-agnostic" means when the Fisher source changes.
 #
 # The method is Sharma et al., "Information Guided Regularization for Fine-tuning Language Models"
-# (COLM 2024, arXiv:2406.14005); its rules are in METHODS.md §3. Where we deviate, it says [D].
+# (COLM 2024, arXiv:2406.14005); its rules are in the [methods reference §6](../docs/methods.md#6-guided-dropout). Where we deviate, it says [D].
 # The comparison follows the project's fair protocol (`tft.studies.protocol`, section 2).
 
 # %%
@@ -42,7 +42,7 @@ warm_steps: int = 200                  # MLM head warm-up steps for "mlm-warm"
 num_epochs: float = 3                  # passes over the training reviews (the paper: 3 epochs)
 min_steps: int = 60                    # small training sets still get this many optimiser steps
 warmup: float = 0.0                    # fraction of warm-up steps; the paper: linear decay, no warm-up
-weight_decay: float = 0.01             # AdamW weight decay; METHODS.md gives none for the paper: the project default
+weight_decay: float = 0.01             # AdamW weight decay; docs/methods.md gives none for the paper: the project default
 executor: str = "serial"               # "ray": the runs of each entry in parallel (pip install 'tutorfinetune[scale]')
 workers: int = 0                       # runs at once on Ray (0: the default for this machine)
 
@@ -133,7 +133,7 @@ plan
 # rank the sites, and give the flattest one `p_upper`, the sharpest 0, in equal steps in between.
 # Fine-tuning is then ordinary fine-tuning with these probabilities: no cost per step.
 #
-# **MiniLM has no MLM head** (METHODS.md §3), so the paper's loss, masked-LM, is not directly
+# **MiniLM has no MLM head** ([methods reference §6](../docs/methods.md#6-guided-dropout)), so the paper's loss, masked-LM, is not directly
 # available. We offer two stand-ins [D]: `"contrastive"`, a SimCSE-style in-batch-negatives loss on
 # sentence embeddings (close to MiniLM's own last training), and `"mlm-warm"`, a masked-LM loss
 # after warming a fresh MLM head on the text with the body frozen. Checkpoints that ship an MLM head
@@ -200,10 +200,10 @@ nb.explore(show_map, {"p_upper_": [0.05, 0.1, 0.2, 0.3], "mapping_": list(dm.MAP
 #   dropout is not judged at a rate tuned for standard dropout, nor the other way round;
 # * five seeds in full mode; the settings are compared paired by seed (section 3).
 #
-# Training follows the paper's recipe where METHODS.md §3 gives it: AdamW with linear decay and
+# Training follows the paper's recipe where the [methods reference §6](../docs/methods.md#6-guided-dropout) gives it: AdamW with linear decay and
 # **no warm-up** (`warmup = 0`), 3 epochs. Deviations [D]: the paper fixes lr 2e-5 (we choose it on
 # dev from the grid), reports the final model (we take the best dev step), uses batch 18 and
-# sequences of 512 tokens (we use 16 and 128); the weight decay is not in METHODS.md, so we keep the
+# sequences of 512 tokens (we use 16 and 128); the weight decay is not in the methods reference, so we keep the
 # project's 0.01; a training set too small for `min_steps` optimiser steps in 3 epochs still gets
 # `min_steps` steps (more epochs), so that no size is simply under-trained.
 

@@ -15,7 +15,7 @@
 #    less than dense ones when added.
 #
 # The method is Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer" (ACL 2022,
-# arXiv:2110.07560); its rules and defaults are in METHODS.md §4. Where we deviate, it says [D].
+# arXiv:2110.07560); its rules and defaults are in the [methods reference §7](../docs/methods.md#7-lt-sft-and-composable-sparse-fine-tuning). Where we deviate, it says [D].
 #
 # The comparisons follow the project's fair protocol (`tft.studies.protocol`): the head reads the
 # encoder the way the checkpoint was pretrained (mean pooling for all-MiniLM-L6-v2); every run
@@ -89,7 +89,7 @@ targets = data.meta["target_domains"][: len(held_out)]                      # ..
 eval_sets = data.eval_set_names("dev") + data.eval_set_names("in-distribution") + held_out
 base = tft.TrainConfig(batch_size=16, max_length=128, num_epochs=S["sparse_epochs"], max_train_examples=S["n_train"],
                        max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
-# both LT-SFT phases as the paper's scripts (HF Trainer defaults, METHODS.md §4): no warm-up, no weight decay
+# both LT-SFT phases as the paper's scripts (HF Trainer defaults, docs/methods.md §7): no warm-up, no weight decay
 sparse_cfg = base.replace(warmup=0.0, weight_decay=0.0)
 dense_cfg = sparse_cfg.replace(num_epochs=S["dense_epochs"])
 n_phase = len(data.subsample_train(S["n_train"]).train)
@@ -150,7 +150,7 @@ def block_params(hidden, ffn, layers):
     return layers * (4 * hidden * hidden + 2 * hidden * ffn + 9 * hidden + ffn)
 
 
-PAPER_K, PAPER_BLOCKS = 14_155_776, block_params(768, 3072, 12)  # METHODS.md §4: the task SFTs' K; mBERT / XLM-R base
+PAPER_K, PAPER_BLOCKS = 14_155_776, block_params(768, 3072, 12)  # docs/methods.md §7: the task SFTs' K; mBERT / XLM-R base
 n_block = int(groups.loc[[u for u in groups.index if u.startswith("block")]].to_numpy().sum())  # from the model
 mc = probe.model.config
 assert n_block == block_params(mc.hidden_size, mc.intermediate_size, mc.num_hidden_layers), "the block count disagrees"

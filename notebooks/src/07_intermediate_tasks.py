@@ -20,7 +20,7 @@
 # Recap: the `reviews` task (notebook 00) has four source domains for training and three held-out
 # domains; full fine-tuning (notebook 01) is the baseline. Sources: Phang et al., "Sentence Encoders on
 # STILTs" (arXiv:1811.01088); Chang & Lu, "Rethinking Why Intermediate-Task Fine-Tuning Works"
-# (Findings of EMNLP 2021, arXiv:2108.11696). Their rules are in METHODS.md §5; where we deviate, it
+# (Findings of EMNLP 2021, arXiv:2108.11696). Their rules are in the [methods reference §8](../docs/methods.md#8-stilts-and-the-synthetic-real-vs-fake-task); where we deviate, it
 # says [D].
 
 # %%
