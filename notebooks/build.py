@@ -17,6 +17,11 @@ Two things every notebook shares are generated here, from one place, never writt
 Both use ``[project.urls] Repository`` from pyproject.toml. Each source has exactly one of each.
 Cell ids are ``c00``, ``c01``, ... in order; notebook metadata is fixed (a Python 3 kernel).
 
+Exercises: inside a code cell, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the
+instructors' solution. The learner's notebook gets them removed (inside a function: replaced by
+``raise NotImplementedError``); ``python notebooks/build.py --solutions DIR`` writes the instructors' variant
+(solutions kept, markers removed) to ``DIR``. ``tests/test_exercises.py`` runs every solution against its check.
+
 Run ``python notebooks/build.py`` after editing a source; ``python notebooks/build.py --check``
 (run by tests/test_notebooks.py) fails when a stored notebook differs from what its source builds,
 or when a notebook has no source. Needs ``jupytext`` (in the ``dev`` extra).
@@ -37,6 +42,8 @@ NOTEBOOKS = Path(__file__).resolve().parent
 SOURCES = NOTEBOOKS / "src"
 COLAB_MARK = "{{colab}}"
 INSTALL_MARK = "# {{install}}"
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = 'raise NotImplementedError("Exercise: complete this function, then run the check below.")'
 
 #: the project's repository, read from pyproject.toml ([project.urls] Repository): the one place it is set
 REPO_URL = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["urls"][
@@ -83,6 +90,32 @@ import tutorfinetune  # noqa: E402
 tutorfinetune.notebook.banner()'''
 
 
+def split_solutions(text: str, solutions: bool, where: str = "") -> str:
+    """A code cell for learners (``solutions=False``): every ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
+    region is removed, and inside a function (an indented region) replaced by ``raise NotImplementedError``.
+    For instructors (``solutions=True``): the region is kept, only the marker lines go."""
+    out, inside, indent = [], False, ""
+    for line in text.split("\n"):
+        mark = line.strip()
+        if mark == BEGIN_SOLUTION:
+            if inside:
+                raise ValueError(f"{where}: {BEGIN_SOLUTION} inside a solution region")
+            inside, indent = True, line[: len(line) - len(line.lstrip())]
+            if indent and not solutions:
+                out.append(indent + STUB)
+            continue
+        if mark == END_SOLUTION:
+            if not inside:
+                raise ValueError(f"{where}: {END_SOLUTION} without {BEGIN_SOLUTION}")
+            inside = False
+            continue
+        if not inside or solutions:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: {BEGIN_SOLUTION} without {END_SOLUTION}")
+    return "\n".join(out)
+
+
 def md(text: str) -> dict:
     return {"cell_type": "markdown", "metadata": {}, "source": text.strip("\n")}
 
@@ -93,8 +126,9 @@ def code(text: str, tags: list[str] | None = None) -> dict:
             "source": text.strip("\n")}
 
 
-def read_source(path: Path) -> list[dict]:
-    """The cells of one percent-format source, with the Colab badge and the install cell filled in."""
+def read_source(path: Path, solutions: bool = False) -> list[dict]:
+    """The cells of one percent-format source, with the Colab badge and the install cell filled in, and the
+    exercises' solutions stripped (or, with ``solutions``, kept: the instructors' variant)."""
     import jupytext
 
     name = path.stem + ".ipynb"
@@ -115,6 +149,7 @@ def read_source(path: Path) -> list[dict]:
                 text = INSTALL
             elif "{{install}}" in text:
                 raise ValueError(f"{where}: the install placeholder must be a cell of its own: {INSTALL_MARK!r}")
+            text = split_solutions(text, solutions, where)
             cells.append(code(text, tags=cell.metadata.get("tags")))
         else:
             raise ValueError(f"{where}: unsupported cell type {cell.cell_type!r}")
@@ -165,7 +200,25 @@ def build_all(check: bool = False) -> list[str]:
     return stale
 
 
+def build_solutions(folder: Path) -> list[Path]:
+    """The instructors' variant of every notebook (solutions in) written to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in sorted(SOURCES.glob("[0-9]*.py")):
+        target = folder / (src.stem + ".ipynb")
+        target.write_text(render(read_source(src, solutions=True)), encoding="utf-8")
+        out.append(target)
+    return out
+
+
 if __name__ == "__main__":
+    if "--solutions" in sys.argv:  # python notebooks/build.py --solutions DIR
+        i = sys.argv.index("--solutions")
+        if i + 1 >= len(sys.argv):
+            sys.exit("usage: python notebooks/build.py --solutions DIR")
+        written = build_solutions(Path(sys.argv[i + 1]))
+        print(f"{len(written)} notebooks with solutions in {sys.argv[i + 1]}")
+        sys.exit(0)
     stale = build_all(check="--check" in sys.argv)
     if stale:
         print("stale notebooks (edit notebooks/src/, then run python notebooks/build.py):", stale)

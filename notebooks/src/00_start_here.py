@@ -36,6 +36,7 @@ import seaborn as sns
 from IPython.display import display
 
 import tutorfinetune as tft
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 
 info = nb.setup(mode, seeds)
@@ -173,6 +174,7 @@ plt.show()
 emb_share = units.set_index("unit").loc["embeddings", "total"] / params.set_index("unit").loc["all", "total"]
 print(f"The embeddings hold {emb_share:.0%} of all parameters: mostly the vocabulary matrix.")
 
+
 # %% [markdown]
 # A transformer block of BERT has four sublayers: self-attention (query, key, value), the attention
 # output projection with its LayerNorm, the feed-forward "intermediate" layer, and the feed-forward
@@ -195,24 +197,45 @@ print(f"The embeddings hold {emb_share:.0%} of all parameters: mostly the vocabu
 #
 # ## Exercises
 #
-# Answers are checked against values computed above; replace `None` and re-run the cell.
+# **Implement it.** Complete `count_parameters(module)`: the number of parameters of any PyTorch module,
+# trainable or frozen (the `total` column of the parameter summary above). The check runs your function
+# on a linear layer, a partly frozen stack and a small BERT, and compares it with PyTorch's own count.
 #
-# 1. What share of the `in-distribution` test set is positive? (a number between 0 and 1)
-# 2. How many parameters does the classification head (readout + classifier) of this backbone have?
-# 3. Which evaluation set has the largest share of unseen words (`unseen_tokens`)?
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. all-MiniLM-L6-v2 was trained to produce sentence embeddings. From which hidden states?
+#    (a) the `[CLS]` token's, through BERT's pooler layer; (b) the mean of all token states;
+#    (c) the maximum over token states, feature by feature.
+# 2. Why does the study report the held-out domains separately instead of pooling them with the
+#    in-distribution test set? (a) a gap between the two is the cost of the shift, and pooling would
+#    average it away; (b) pooling would make the test set too large to evaluate on a CPU; (c) the
+#    held-out domains use other labels.
+# 3. The translated sets (`shift:de/es/fr`) hold the in-distribution reviews in other languages. What
+#    should an English-only backbone score on them? (a) exactly 0%; (b) about its in-distribution
+#    accuracy, since the meaning is the same; (c) near the majority-class rate, since it has no useful
+#    representation of those languages' words.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+def count_parameters(module):
+    """All parameters of `module` (trainable or not): an int."""
+    ### BEGIN SOLUTION
+    return sum(p.numel() for p in module.parameters())
+    ### END SOLUTION
+
+
+ex.implement("parameter-count", count_parameters)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
-
-in_dist = data.eval_set("in-distribution")
-nb.check("Exercise 1", answer_1, float((in_dist.label == data.num_labels - 1).mean()), tol=0.01,
-         hint="Select data.eval_set('in-distribution') and average (label == 1).")
-nb.check("Exercise 2", answer_2, int(params.set_index("unit").loc["head", "total"]),
-         hint="Look at the 'head' row of the parameter summary.")
-nb.check("Exercise 3", answer_3, shift.sort_values("unseen_tokens").eval_set.iloc[-1],
-         hint="Sort the vocabulary-shift table by unseen_tokens.")
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "b", "a", "c"
+### END SOLUTION
+ex.ask("00.readout", answer_1)
+ex.ask("00.held-out", answer_2)
+ex.ask("00.translations", answer_3)
 
 # %% [markdown]
 # ## Measured summary
