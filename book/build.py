@@ -75,9 +75,39 @@ def local_mathjax(cache: Path) -> Path | None:
     return js
 
 
-def stage(executed: Path, src: Path, mathjax: Path | None = None) -> list[str]:
+def _solution_sources(stem: str) -> list[dict] | None:
+    """The instructors' cells of notebook ``stem`` (solutions in), or None without a source."""
+    import importlib.util
+
+    path = REPO / "notebooks" / "src" / f"{stem}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("nb_build", REPO / "notebooks" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.read_source(path, solutions=True)
+
+
+def with_solutions(nb: dict, stem: str) -> dict:
+    """The executed notebook with its exercise cells' code replaced by the solutions (their outputs, which
+    show the unanswered checks, are dropped and replaced by a note)."""
+    solved = _solution_sources(stem)
+    own = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    if solved is None or len(solved) != len(own):  # papermill adds a cell of parameters; the rest match the source
+        return nb
+    for cell, sol in zip(own, solved):
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code" and sol["source"] != text:
+            cell["source"] = sol["source"]
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout",
+                                "text": "Solution (instructors' edition): run it to see the checks pass.\n"}]
+    return nb
+
+
+def stage(executed: Path, src: Path, mathjax: Path | None = None, solutions: bool = False) -> list[str]:
     """Copy the book's sources and the executed notebooks into ``src``; returns the page names. With
-    ``mathjax`` (a local ``tex-svg.js``) the site serves MathJax itself instead of loading it from a CDN."""
+    ``mathjax`` (a local ``tex-svg.js``) the site serves MathJax itself instead of loading it from a CDN; with
+    ``solutions`` the exercise cells show their solutions (the instructors' edition)."""
     import yaml
 
     pages = toc_files()
@@ -114,6 +144,8 @@ def stage(executed: Path, src: Path, mathjax: Path | None = None) -> list[str]:
                 if c["cell_type"] == "markdown":
                     text = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
                     c["source"] = text.replace("](../docs/", "](")
+            if solutions:
+                nb = with_solutions(nb, page)
             nb_path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
     return pages
 
@@ -224,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "book")
     ap.add_argument("--check", action="store_true", help="open every page in headless Chromium (see above)")
     ap.add_argument("--screenshots", type=Path, default=None, help="default: OUT/screenshots")
+    ap.add_argument("--solutions", action="store_true", help="the instructors' edition: exercises with solutions")
     args = ap.parse_args(argv)
     try:
         mathjax = local_mathjax(args.out / "cache")
         if mathjax is None:
             print("MathJax could not be fetched with npm: the pages load it from its CDN (no math offline).")
-        pages = stage(args.executed, args.out / "src", mathjax)
+        pages = stage(args.executed, args.out / "src", mathjax, solutions=args.solutions)
         html = build(args.out / "src", args.out / "site")
         print(f"site: {html / 'index.html'} ({len(pages)} pages)")
         if args.check:

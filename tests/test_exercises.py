@@ -127,6 +127,10 @@ def _run_cells(cells: list[str], monkeypatch) -> list:
 WITH_EXERCISES = [s for s in SOURCES if "### BEGIN SOLUTION" in s.read_text()]
 
 
+def test_every_notebook_has_exercises_with_solutions():
+    assert [s.stem for s in WITH_EXERCISES] == [s.stem for s in SOURCES]
+
+
 @pytest.mark.parametrize("src", WITH_EXERCISES, ids=[s.stem for s in WITH_EXERCISES])
 def test_solutions_pass_and_learners_variant_runs_unanswered(src, monkeypatch):
     solved = _run_cells(_exercise_cells(src, solutions=True), monkeypatch)

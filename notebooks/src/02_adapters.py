@@ -42,10 +42,12 @@ workers: int = 0                           # runs at once on Ray (0: the default
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+import torch
 from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.backbones import adapter_summary
 
@@ -276,29 +278,59 @@ if backbone != "minilm" and backbone != "tiny":
 else:
     print("Cross-lingual MAD-X skipped: set backbone to a multilingual model (needs hub access).")
 
+
 # %% [markdown]
 # ## Exercises
 #
-# 1. How many parameters does one bottleneck adapter with reduction factor 16 add to *one* block of
-#    this backbone? (Hint: two weight matrices and two bias vectors.)
-# 2. In the low-data regime, by how many points does the task adapter's mean in-distribution accuracy
-#    differ from full fine-tuning's? (adapter minus full, e.g. `-1.5`)
-# 3. Did swapping in the target domain's adapter raise mean accuracy on *every* held-out domain?
-#    (`True`/`False`)
+# **Implement it.** Complete `adapter_forward(h, w_down, b_down, w_up, b_up)`, the bottleneck adapter
+# of section 1 with its residual connection. It receives torch tensors: the hidden states `h` of shape
+# (batch, tokens, d); the down-projection's weight `w_down` of shape (m, d) and bias `b_down` of
+# shape (m,); the up-projection's weight `w_up` of shape (d, m) and bias `b_up` of shape (d,), with
+# m = d / reduction factor. The weights are stored as `nn.Linear` stores them (output × input). It
+# returns a tensor shaped like `h`: $h + W_\text{up}\,\operatorname{ReLU}(W_\text{down} h + b_\text{down}) + b_\text{up}$,
+# applied to every token. The check compares it with two `nn.Linear` layers on random inputs.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. Suppose the adapter had no residual connection, $h \leftarrow W_\text{up}\,\operatorname{ReLU}(W_\text{down} h
+#    + b_\text{down}) + b_\text{up}$, with the same small initialisation. What would the model compute at
+#    the start of training? (a) almost exactly the pretrained function, as with the residual;
+#    (b) each block would pass on only the adapter's output, which starts near zero and carries at most
+#    m directions of $h$: the pretrained features would be lost, and the frozen blocks above would get
+#    inputs they never saw; (c) the pretrained function, but training would be slower.
+# 2. The measured summary judges Houlsby et al.'s claim as "adapter ≥ full fine-tuning − 1 point" on
+#    the paired difference adapter − full over seeds. Suppose a row reads −0.6 ± 0.8 points. Its
+#    verdict is (a) reproduced, since the mean difference is above −1 point; (b) contradicted, since
+#    the adapter is below full fine-tuning on average; (c) inconclusive, with the smallest difference
+#    these seeds could have detected.
+# 3. In the MAD-X swap on a held-out domain (section 4), what does the method use from that domain,
+#    and what changes at test time? (a) only unlabelled text of the domain, to train its adapter with
+#    masked language modelling; at test time that adapter replaces the source adapter under the
+#    unchanged task adapter; (b) a few labelled reviews of the domain, to retrain the task adapter on
+#    top of the domain's adapter; (c) nothing from the domain: the source adapter is removed and the
+#    task adapter reads the frozen body directly.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+def adapter_forward(h, w_down, b_down, w_up, b_up):
+    """The bottleneck adapter with its residual: a tensor shaped like `h` (batch, tokens, d)."""
+    ### BEGIN SOLUTION
+    return h + torch.relu(h @ w_down.T + b_down) @ w_up.T + b_up
+    ### END SOLUTION
+
+
+ex.implement("adapter-forward", adapter_forward)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
-
-b16 = int(hidden // 16)
-nb.check("Exercise 1", answer_1, 2 * hidden * b16 + hidden + b16, hint="2*d*(d/r) + d + d/r")
-low = an.aggregate(vs[(vs.regime == "low-data") & (vs.eval_set == "in-distribution")], by=("method",)).set_index("method")
-gap_low = round(100 * (low.loc["adapter", "mean"] - low.loc["full", "mean"]), 1)
-nb.check("Exercise 2", answer_2, gap_low, tol=0.15, hint="Aggregate vs for the low-data regime by method.")
-sw = an.aggregate(shifted, by=("eval_set", "adapter at test")).pivot(index="eval_set", columns="adapter at test", values="mean")
-swap_helps = bool((sw["target adapter (swap)"] > sw["source adapter"]).all())
-nb.check("Exercise 3", answer_3, swap_helps, hint="Compare the two bars of each held-out domain.")
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "b", "c", "a"
+### END SOLUTION
+ex.ask("02.residual", answer_1)
+ex.ask("02.non-inferiority", answer_2)
+ex.ask("02.swap", answer_3)
 
 # %% [markdown]
 # ## Measured summary

@@ -60,6 +60,7 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.engine import lr_factor
 from tutorfinetune.methods import MethodError
@@ -517,27 +518,68 @@ for body, hh_ in hills.items():
 claims = pd.concat([claims, pd.DataFrame(described)], ignore_index=True)
 claims
 
+
 # %% [markdown]
 # ## Exercises
 #
-# 1. Under GU with this run's `k` for task adapters, at which optimiser step does the lowest adapter
-#    (`adapter0`) start training?
-# 2. How many optimiser steps does `adapter0` train in total under GU in this run? Is it at least
-#    half the run, as the protocol asks?
-# 3. In the first seed, did FUN choose exactly the top-down order for the task adapters?
-#    (`True`/`False`)
+# **Implement it: tr(F) of one unit.** Complete `trace_fisher(grads)`. `grads` is a list with one
+# entry per Fisher batch; each entry is a list of tensors, the gradient of that batch's *mean* loss
+# with respect to each parameter tensor of one unit (any shapes). Return a float, the unit's tr(F)
+# as section 1 estimates it: for each batch, square every gradient entry and sum over all the unit's
+# tensors; then average these sums over the batches (so the value does not grow with the number of
+# batches). The package (`tft.fisher.fisher_trace`) also divides each square by the batch size, a
+# constant that changes no ranking between units; leave it out here. The check feeds your function
+# random gradients for a unit of two tensors over several batches.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. A run with linear warm-up over its first `W` steps uses GU with an interval `k` shorter than `W`,
+#    so the first unfreeze comes inside the warm-up. Why does the protocol (section 2) rule this out?
+#    (a) AdamW cannot update a unit that joins during the warm-up, because its bias correction has
+#    not started yet; (b) the Fisher information is not defined while the learning rate is still
+#    rising, so FUN has nothing to rank; (c) the top unit spends its time alone at a fraction of the
+#    peak learning rate, so its head start is worth only a few peak-rate steps, and GU becomes close to
+#    standard training with the lower units trained for less.
+# 2. On full fine-tuning FUN scores every frozen unit by tr(F) summed over the unit's parameters (the
+#    paper) or per parameter ([D]). Which statement is right? (a) at a given event the two scores rank
+#    the blocks alike, since the blocks all have the same size, but they rank the embeddings
+#    differently: under the sum the embeddings, more than half of the model's parameters, can win by
+#    size alone, while per parameter they compete on sensitivity, with most of their rows (words
+#    absent from the Fisher batches) contributing nothing; (b) the two scores always choose the same
+#    order, because dividing each unit's score by its parameter count is a monotone rescaling;
+#    (c) the per-parameter score moves the embeddings up, because every word-embedding row is shared
+#    by all the examples of a batch.
+# 3. Section 1 writes the Fisher as an expectation of *per-example* squared gradients; the estimate
+#    (the paper's) squares the gradient of each batch's *mean* loss. How do the two relate?
+#    (a) they are equal: the square of a mean of gradients is the mean of their squares;
+#    (b) they differ: squaring a mean of `B` per-example gradients mixes in products between
+#    examples, and with labels sampled from the model (whose per-example gradients average to zero)
+#    it is in expectation about `1/B` of the per-example value, so it can rank the units of one model
+#    but is not the Fisher itself; (c) the batch-mean version is the larger one, because the products
+#    between examples are always positive.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+def trace_fisher(grads):
+    """tr(F) of one unit from per-batch gradients (a list of lists of tensors): a float."""
+    ### BEGIN SOLUTION
+    per_batch = [sum(float((g.double() ** 2).sum()) for g in batch) for batch in grads]
+    return sum(per_batch) / len(per_batch)
+    ### END SOLUTION
+
+
+ex.implement("trace-fisher", trace_fisher)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
-
-nb.check("Exercise 1", answer_1, (L - 1) * k_adapter, hint="GU unfreezes one unit every k steps, from the top.")
-nb.check("Exercise 2", answer_2, max(0, total_steps - (L - 1) * k_adapter), hint="Total steps minus its start step.")
-fo = an.unfreeze_orders([r for r in records if entry_of[r["run_id"]] == "adapter / fun" and r.get("seed") == first], "fun")
-if not fo.empty:
-    nb.check("Exercise 3", answer_3, bool((fo.unit_index == fo.top_down_index).all()),
-             hint="Compare the first seed's line with the dashed diagonal in section 5.")
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "c", "a", "b"
+### END SOLUTION
+ex.ask("03.warm-up", answer_1)
+ex.ask("03.fun-score", answer_2)
+ex.ask("03.batch-mean", answer_3)
 
 # %% [markdown]
 # ## Measured summary

@@ -63,6 +63,7 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.methods import graddrop as gd
 from tutorfinetune.methods import unfreezing as su
@@ -386,26 +387,59 @@ claims
 # %% [markdown]
 # ## Exercises
 #
-# 1. With the element variant at `p = 0.3` and a linear schedule of p down to 0 over training
-#    (`p_schedule="linear"`), what fraction of gradient entries is kept per step *on average over
-#    training*? (two decimals)
-# 2. Under the layer variant with this backbone's units (embeddings and every block) and
-#    `p = 0.3`, what is the probability that a step drops *no* unit at all? (three decimals)
-# 3. In this run's low-data regime (or the first regime run), did the best GradDrop setting beat full
-#    fine-tuning on the held-out domains by more than seed noise? (`True`/`False`)
+# **Implement it: an element mask.** Complete `graddrop_mask(shape, p, generator)`: `shape` is a
+# tuple (the shape of a gradient tensor), `p` the *drop* probability in [0, 1), `generator` a
+# `torch.Generator` to draw with (so a run can be repeated). Return a float tensor of that shape
+# holding only 0 (the entry is dropped) and 1 (kept), each entry kept independently with probability
+# $1-p$: the $m_t$ of section 1, before any rescaling. The check draws masks of shape (400, 250) at
+# p = 0.1, 0.5 and 0.8 and compares the kept fraction with $1-p$.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. Element GradDrop with `p = 0.75`, `mode="grad"`, no rescaling, at a fixed learning rate. For a
+#    weight whose gradient is the same at every step, how large is its AdamW step on average, compared
+#    with training without masks? (a) the same: Adam normalises every step by the gradient's size, so
+#    dropping entries changes nothing; (b) about half as large; (c) about a quarter as large, since
+#    three quarters of its gradients are dropped.
+# 2. `rescale=True` multiplies the kept entries by $1/(1-p)$, so that the expected masked gradient
+#    equals the unmasked one. Why does it leave AdamW's step (almost) as small as without it?
+#    (a) AdamW divides its first moment by the root of its second: a constant factor on every
+#    gradient scales both by the same amount and cancels, so the ratio that shrank the step is
+#    unchanged; (b) gradient clipping at norm 1.0 takes the factor out again before the optimiser
+#    sees the gradient; (c) it does not leave it small: with the rescaling the expected step equals
+#    the unmasked one.
+# 3. The claims table tests, in each regime, the GradDrop setting with the best held-out mean among
+#    all the settings run. Suppose its verdict reads "reproduced". Why is that weaker evidence than
+#    it reads? (a) the best setting was chosen on dev, and dev sets are smaller and noisier than test
+#    sets; (b) the Holm adjustment is too strict, so a verdict that survives it is underpowered;
+#    (c) the setting is the maximum of many noisy comparisons on the very test data that then judges
+#    it, so its difference is biased upwards by luck, and Holm adjusts over the table's rows, not over
+#    the settings tried before picking.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+import torch
+
+
+def graddrop_mask(shape, p, generator):
+    """A 0/1 float tensor of `shape`: each entry kept (1) with probability 1 - p, dropped (0) with p."""
+    ### BEGIN SOLUTION
+    return (torch.rand(shape, generator=generator) >= p).float()
+    ### END SOLUTION
+
+
+ex.implement("graddrop-mask", graddrop_mask)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
-
-nb.check("Exercise 1", answer_1, gd.expected_kept(0.3, 0.0, "linear"), tol=0.005,
-         hint="p falls linearly from 0.3 to 0: its mean over training is 0.15.")
-nb.check("Exercise 2", answer_2, 0.7 ** len(units), tol=0.0005, hint="Each of the units survives with probability 0.7, independently.")
-if len(best):
-    b0 = best.iloc[0]
-    nb.check("Exercise 3", answer_3, bool(b0["held-out verdict"] == "reproduced"),
-             hint="Look at the held-out verdict of the best GradDrop setting in the first regime.")
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "b", "a", "c"
+### END SOLUTION
+ex.ask("04.adam-step", answer_1)
+ex.ask("04.rescale", answer_2)
+ex.ask("04.best-setting", answer_3)
 
 # %% [markdown]
 # ## Measured summary

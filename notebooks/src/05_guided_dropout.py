@@ -55,6 +55,7 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.fisher import sublayer as sf
 from tutorfinetune.methods import dropout as dm
@@ -348,29 +349,62 @@ cost = pd.DataFrame({"median training samples/s": speed.round(1),
 print(f"Fisher scores ({source}): {scores.meta.get('seconds', float('nan')):.0f} s once for {scores.meta['n']} sentences")
 cost
 
+
 # %% [markdown]
 # ## Exercises
 #
-# 1. Section 1 counts the backbone's guided sites, D. With `mapping="rank"` and this run's `p_upper`,
-#    what dropout probability does the site ranked 9 get (0 = lowest Fisher)? (three decimals)
-# 2. Which site has the largest Fisher score under this run's main source? (a site name, e.g.
-#    `"block2.attention"`)
-# 3. In this run, did guided dropout beat standard dropout in distribution on the smallest training
-#    set by more than seed noise? (`True`/`False`)
+# **Implement it: the guided-dropout map.** Complete `guided_map(scores, p_upper)`: `scores` is a dict
+# from dropout site (e.g. `"block2.attention"`) to its Fisher score (a float), `p_upper` the largest
+# dropout probability. Return a dict from the same sites to their dropout probabilities under the
+# rank mapping of section 1: sort the `D` sites by score, ascending, so rank $r = 0$ is the lowest
+# score; the site of rank $r$ gets $p_r = p_\mathrm{upper}\,(1 - r/(D-1))$. The check compares your
+# map with `dm.dropout_map(scores, p_upper, "rank")` on random scores for the sites of a small
+# backbone.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. The scores here are an *empirical* Fisher (gold targets in place of targets drawn from the
+#    model). When does it approximate the diagonal of the loss's Hessian, the curvature the paper's
+#    intuition is about? (a) when the loss is the negative log-likelihood of the model's predictions
+#    and the model's predictive distribution is close to the data's (near a good minimum);
+#    (b) always, for any loss: a squared gradient is the Hessian's diagonal by definition;
+#    (c) whenever the Fisher sample is large enough (a few hundred sentences), whatever the loss.
+# 2. In your paired table, suppose guided vs standard at the smallest size reads
+#    "inconclusive (could detect ≥ 4 points)". What does that say? (a) guided dropout has no effect at
+#    that size; (b) guided dropout is at most 4 points better than standard dropout, with 95%
+#    confidence; (c) the paired 95% interval includes zero, and with these seeds' spread only a true
+#    difference of about 4 points or more would have been found with 80% power: a smaller gain, such
+#    as the paper's modest ones, may be there unseen.
+# 3. The scores span orders of magnitude (section 1's log-scale heatmap). With
+#    `mapping="magnitude"` (the probability falls linearly from `p_upper` at the smallest score to 0
+#    at the largest), what does the map look like? (a) the same as the rank map: both depend only on
+#    the order of the scores; (b) most sites get a probability close to `p_upper`, and only the few
+#    sites with the largest scores get much less; (c) most sites get a probability close to 0, because
+#    the largest scores pull the scale up.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+def guided_map(scores, p_upper):
+    """Site -> dropout probability from site -> Fisher score, by rank (lowest score: p_upper, highest: 0)."""
+    ### BEGIN SOLUTION
+    ranked = sorted(scores, key=lambda site: (scores[site], site))  # ascending; ties by name, as the package
+    d = len(ranked)
+    return {site: p_upper * (1 - r / (d - 1)) for r, site in enumerate(ranked)}
+    ### END SOLUTION
+
+
+ex.implement("guided-dropout-map", guided_map)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
-
-D = len(gmap)  # guided sites of this backbone
-nb.check("Exercise 1", answer_1, p_upper * (1 - 9 / (D - 1)), tol=0.0005,
-         hint=f"p_r = p_upper * (1 - r / (D - 1)) with p_upper = {p_upper:g} and D = {D}.")
-nb.check("Exercise 2", answer_2, max(scores.scores, key=scores.scores.get), hint="The darkest cell of the first heatmap.")
-smallest = paired[(paired.setting == "guided") & (paired["training reviews"] == paired["training reviews"].min())]
-if len(smallest):
-    nb.check("Exercise 3", answer_3, bool(smallest["in-dist. verdict"].iloc[0] == "reproduced"),
-             hint="The in-dist. verdict of guided at the smallest size in the paired table.")
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "a", "c", "b"
+### END SOLUTION
+ex.ask("05.empirical-fisher", answer_1)
+ex.ask("05.inconclusive", answer_2)
+ex.ask("05.magnitude", answer_3)
 
 # %% [markdown]
 # ## Measured summary

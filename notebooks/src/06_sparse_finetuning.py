@@ -64,6 +64,7 @@ from IPython.display import Markdown, display
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
 from tutorfinetune import diffs
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.engine.record import resolved_config
 from tutorfinetune.methods.sparse_update import SparseUpdate
@@ -635,20 +636,79 @@ claim_frame = pd.concat([both, held_c, gain_rows], ignore_index=True)
 claims = an.claims_table(claim_frame, CLAIMS, by="setting")
 claims
 
+
 # %% [markdown]
 # ## Exercises
 #
-# 1. How many bytes do the indices and values of an SFT with K = 10,000 entries take, stored as here
-#    (int32 index + fp32 value), without the head?
-# 2. In this run, which share of the `compose_k` task SFT's entries (seed 0) lies in the embeddings?
+# **Implement it.** Complete `top_k_mask(deltas, k)`, LT-SFT's selection step (section 1, step 2).
+# It receives `deltas`, a dict from parameter name to a tensor of |θ1 − θ0| (non-negative floats, any
+# shape), and `k`, the number of entries to keep (an int). It returns a dict with the same names, each a
+# boolean tensor of its delta's shape, `True` at the K largest entries **pooled over all tensors
+# together** (one threshold for the whole model, not K per tensor), so exactly K entries are `True`
+# in all. The check runs it on three small tensors with random values at three values of K and compares
+# it with the package's `tft.diffs.select_mask`.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. The uniform random mask (`random-sft`) draws its K entries uniformly over all maskable entries.
+#    Why does "the lottery ticket beats it" say little about *which* entries matter?
+#    (a) the uniform mask is drawn with another seed than the training subsample, so its runs are not
+#    paired with LT-SFT's; (b) about half of its K (the embeddings' share of the maskable entries) lands
+#    in the word-embedding matrix, mostly in rows of tokens that never occur in the training reviews and
+#    so never get a gradient: a good part of its budget cannot move, and the comparison mixes *where*
+#    K goes with *which* entries; (c) a uniform
+#    mask tends to pick the entries with the smallest |θ1 − θ0|, which are the least useful ones.
+# 2. Section 5 expects sparse differences to interfere less than dense ones when a task SFT and a
+#    domain SFT are added. Why? (a) sparse differences have a smaller norm, so each barely changes the
+#    model; (b) the sparse phase uses weight decay, which keeps the two differences orthogonal;
+#    (c) two sparse differences share few entries, so on most entries only one of them acts and keeps
+#    the value it was trained to have, while dense differences add up on every entry.
+# 3. In the sparse phase the gradients outside the mask are zeroed after each backward. With AdamW
+#    and a weight decay of 0.01, what would happen to an entry outside the mask without the package's
+#    put-back step? (a) it would shrink a little every step, because decoupled weight decay acts on
+#    every entry, gradient or not, so the difference would no longer be sparse; (b) it would stay
+#    exactly at θ0, since a zero gradient means a zero update; (c) it would keep moving with the Adam
+#    momentum it gathered in the dense phase.
+#
+# **From your run.** Two numbers to read off your own tables (checked against this run's data):
+#
+# 4. Which share of the `compose_k` task SFT's entries (seed `seeds[0]`) lies in the embeddings?
 #    (a fraction, two decimals)
-# 3. In this run, did the lottery-ticket mask beat the uniform random mask at `compose_k` on the
-#    held-out domains (verdict "reproduced")? (`True`/`False`)
+# 5. Did the lottery-ticket mask beat the *uniform* random mask at `compose_k` on the held-out domains
+#    (verdict "reproduced")? (`True`/`False`) Compare it with the verdict against the per-tensor mask,
+#    and use question 1 to say why they can differ.
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+def top_k_mask(deltas, k):
+    """dict name -> |θ1 − θ0| tensor, and an int k -> dict name -> bool tensor: the k largest entries overall."""
+    ### BEGIN SOLUTION
+    names = list(deltas)
+    flat = torch.cat([deltas[n].reshape(-1) for n in names])
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+    chosen[torch.topk(flat, k).indices] = True
+    parts = torch.split(chosen, [deltas[n].numel() for n in names])
+    return {n: part.view(deltas[n].shape) for n, part in zip(names, parts)}
+    ### END SOLUTION
+
+
+ex.implement("top-k-mask", top_k_mask)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "b", "c", "a"
+### END SOLUTION
+ex.ask("06.uniform-mask", answer_1)
+ex.ask("06.interference", answer_2)
+ex.ask("06.weight-decay", answer_3)
+
+# %%
+# From your run: read the answers off your tables.
+answer_4 = None  # a fraction, two decimals
+answer_5 = None  # True or False
 
 
 def verdict_of(a, b):
@@ -656,11 +716,12 @@ def verdict_of(a, b):
     return r.iloc[0] if len(r) else None
 
 
-nb.check("Exercise 1", answer_1, 8 * 10_000, hint="4 bytes of index plus 4 bytes of value per entry.")
-nb.check("Exercise 2", answer_2, round(emb_share[KC], 2), tol=0.011, hint="Section 4 prints the shares.")
+nb.check("Question 4", answer_4, round(emb_share[KC], 2), tol=0.011,
+         hint="Read it off the line 'share of K in the embeddings' under the figure of section 4, at K = compose_k.")
 r = verdict_of(label("lottery", KC), label("random", KC))
 if r is not None:
-    nb.check("Exercise 3", answer_3, bool(r["verdict"] == "reproduced"), hint="The claims table of section 7.")
+    nb.check("Question 5", answer_5, bool(r["verdict"] == "reproduced"),
+             hint="The verdict column of the claims table of section 7, the row against the uniform random mask.")
 
 # %% [markdown]
 # ## Measured summary

@@ -58,6 +58,7 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune import synthetic as sy
 from tutorfinetune.recipes import stilts as st
@@ -490,24 +491,81 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# 1. With `n_fakes = 3`, what accuracy does guessing give on the real-vs-fake task? (two decimals)
-# 2. Which condition (`"none"` or an intermediate task) has the highest mean in-distribution accuracy
-#    at the smallest target size in this run?
-# 3. In this run, did the real-vs-fake intermediate task make the runs at the smallest target size
-#    *more stable* (standard deviation lower beyond the bootstrap interval), in distribution?
-#    (`True`/`False`)
+# **Implement it.** Complete `paired_interval(a, b)`: the paired comparison this notebook (and
+# `an.paired_difference`) makes between two conditions. It receives two lists of accuracies `a` and
+# `b` of the same length n ≥ 2, paired by position (`a[i]` and `b[i]` come from the same seed, or the
+# same grid cell of learning rate and seed). It returns a tuple of two floats: the mean of the
+# differences `a[i] - b[i]`, and the half-width of its 95% Student-t interval, built from the spread
+# of the *differences* (sample standard deviation) and t with n − 1 degrees of freedom
+# (`student_t.ppf(0.975, n - 1)`; `student_t` is `scipy.stats.t`, imported in the cell). The check
+# compares it with the package on five paired values.
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. Chang & Lu judge an intermediate task by the mean over hyperparameter trials, not by the best
+#    trial. Suppose an intermediate task does nothing but make near-chance restarts rarer. What should
+#    the spread table and section 5 show? (a) a higher best run and an unchanged mean; (b) a higher
+#    mean and a smaller standard deviation, with the best run about unchanged; (c) no change at all,
+#    since averaging over the grid cancels the failures out.
+# 2. An earlier version of this notebook trained the intermediate tasks at 1e-4 instead of the papers'
+#    1e-5 and found them several points *below* the baseline. Which mechanism can explain that?
+#    (a) with AdamW the size of each step scales with the learning rate, so in the same number of steps
+#    the encoder moves about ten times further from its pretrained weights and overwrites features that
+#    a short target phase must start from; (b) at 1e-4 the intermediate dev accuracy peaks earlier, so
+#    the best-dev-step encoder has seen fewer examples; (c) the larger rate makes the target's fresh
+#    head start from larger weights.
+# 3. What does the "failed runs" column of the spread table count, and why does it matter here?
+#    (a) runs that crashed or whose loss became NaN, which are left out of the mean; (b) runs whose dev
+#    accuracy never improved after the first evaluation; (c) runs whose in-distribution accuracy is
+#    within 5 points of always predicting the majority label: such restarts pull the mean down and widen
+#    the spread, so a method that prevents them raises the mean over trials more than the best run.
+#
+# **From your run.** Two answers to read off your own tables (checked against this run's data):
+#
+# 4. Which condition (`"none"` or an intermediate task) has the highest mean in-distribution accuracy
+#    at the smallest target size, over the grid? (its name, as a string)
+# 5. Did the real-vs-fake intermediate task make the runs at the smallest target size *more stable*
+#    in distribution (standard deviation lower beyond the bootstrap interval)? (`True`/`False`)
 
 # %%
-answer_1 = None
+# Implement it: complete the function, then run this cell.
+from scipy.stats import t as student_t
+
+
+def paired_interval(a, b):
+    """Two equal-length lists paired by position -> (mean of a - b, half-width of its 95% t interval)."""
+    ### BEGIN SOLUTION
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(d)
+    return float(d.mean()), float(student_t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    ### END SOLUTION
+
+
+ex.implement("paired-interval", paired_interval)
+
+answer_1 = None  # "a", "b" or "c"
 answer_2 = None
 answer_3 = None
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3 = "b", "a", "c"
+### END SOLUTION
+ex.ask("07.mean-vs-best", answer_1)
+ex.ask("07.inter-lr", answer_2)
+ex.ask("07.failed-run", answer_3)
 
-nb.check("Exercise 1", answer_1, 1 / (n_fakes + 1), tol=0.005, hint="One real ending among n_fakes + 1 choices.")
+# %%
+# From your run: read the answers off your tables.
+answer_4 = None  # a condition's name, e.g. "none"
+answer_5 = None  # True or False
+
 top = spread[(spread.n_train == small) & (spread.eval_set == "in-distribution")].sort_values("mean").intermediate.iloc[-1]
-nb.check("Exercise 2", answer_2, top, hint="The highest 'mean' in the spread table for that size.")
+nb.check("Question 4", answer_4, top,
+         hint="The spread table of section 4: the rows of the smallest target size, in distribution, column 'mean ± 95% CI'.")
 if "real-vs-fake" in intermediates:
     rfc = claims[(claims.intermediate == "real-vs-fake") & (claims["target reviews"] == small) & (claims["eval"] == "in-distribution")]
-    nb.check("Exercise 3", answer_3, bool(rfc["more stable"].iloc[0] == "yes"), hint="The 'more stable' column.")
+    nb.check("Question 5", answer_5, bool(rfc["more stable"].iloc[0] == "yes"),
+             hint="The 'more stable' column of the table of section 5, the real-vs-fake row at the smallest size, in distribution.")
 
 # %% [markdown]
 # ## Measured summary

@@ -51,6 +51,7 @@ from IPython.display import display
 
 import tutorfinetune as tft
 from tutorfinetune import analysis as an
+from tutorfinetune import exercises as ex
 from tutorfinetune import notebook as nb
 from tutorfinetune.fisher import sublayer as sf
 from tutorfinetune.recipes import stilts as st
@@ -284,6 +285,71 @@ CLAIMS = [
 # `both`: in-distribution and held-out-mean rows of every run (section 3), in the regimes' order
 claims = an.claims_table(pd.concat([both[both.regime == r] for r in regimes]), CLAIMS, by="entry", split="regime")
 claims
+
+# %% [markdown]
+# ## Exercises
+#
+# **Implement it.** Complete `minimal_detectable_effect(std, n)`: the "could detect ≥ x points" of an
+# inconclusive verdict. It receives `std`, the sample standard deviation of the n paired differences
+# (a float, in accuracy units), and `n`, the number of pairs (seeds, an int ≥ 2). It returns a float:
+# the smallest true mean difference that a two-sided paired t-test at level 0.05 would find
+# significant with probability 0.8 (80% power). Derive it from two facts, both with n − 1 degrees of
+# freedom and the standard error s/√n: the test is significant when the observed mean exceeds
+# t(0.975) standard errors, and the observed mean falls more than t(0.80) standard errors below the
+# true difference only 20% of the time. `student_t.ppf(q, n - 1)` gives t(q) (`student_t` is
+# `scipy.stats.t`, imported in the cell). The check compares it with the package for three (std, n).
+#
+# **Reasoning.** Answer with a letter; the check says whether it is right (the answers are not in this
+# notebook) and explains once it is.
+#
+# 1. Each entry's learning rate is chosen on dev. What would go wrong if each entry kept instead the
+#    rate with the best *test* score? (a) nothing, since dev and test come from the same distribution;
+#    (b) the test set would have to be split, so each half would be noisier; (c) the reported score
+#    would be the best of several noisy test estimates, biased upwards, and more so for entries whose
+#    candidates are noisier: the test set would no longer estimate accuracy on unseen data.
+# 2. "A task adapter is as good as full fine-tuning" is judged as non-inferiority: "reproduced" only
+#    when the whole 95% interval lies above −1 point. Why a margin, rather than "the interval
+#    contains 0"? (a) with few seeds an interval containing 0 is what a noisy comparison gives for
+#    almost any true difference, so "contains 0" would reward imprecision; the margin says how much
+#    worse still counts as "as good", and only an interval entirely above it shows that; (b) the
+#    margin compensates for the Holm adjustment of the other rows; (c) accuracies are rounded to a
+#    point, so smaller differences cannot be measured.
+# 3. Why are the claims' p-values Holm-adjusted over the whole table? (a) Holm makes each interval
+#    narrower, so more claims are decided; (b) with many tests at level 0.05 each, the chance that at
+#    least one claim with no real effect comes out "reproduced" or "contradicted" grows with the number
+#    of tests; Holm keeps the chance of any such false verdict in the table at 5% at most; (c) the
+#    tests share the full fine-tuning runs, and Holm removes that correlation.
+# 4. A claim reads "inconclusive (could detect ≥ x points)". What does it tell you? (a) had the true
+#    difference been x points or more, these seeds would have found it significant about 80% of the
+#    time; a smaller effect, or none, is consistent with the run, so it neither supports nor rules out
+#    the claim below that size; (b) the true difference is smaller than x points; (c) the method is
+#    x points worse than its comparison.
+
+# %%
+# Implement it: complete the function, then run this cell.
+from scipy.stats import t as student_t
+
+
+def minimal_detectable_effect(std, n):
+    """Spread of the paired differences and number of pairs -> the MDE at 80% power, two-sided alpha 0.05."""
+    ### BEGIN SOLUTION
+    return (student_t.ppf(0.975, n - 1) + student_t.ppf(0.80, n - 1)) * std / np.sqrt(n)
+    ### END SOLUTION
+
+
+ex.implement("mde", minimal_detectable_effect)
+
+answer_1 = None  # "a", "b" or "c"
+answer_2 = None
+answer_3 = None
+answer_4 = None
+### BEGIN SOLUTION
+answer_1, answer_2, answer_3, answer_4 = "c", "a", "b", "a"
+### END SOLUTION
+ex.ask("08.lr-on-dev", answer_1)
+ex.ask("08.margin", answer_2)
+ex.ask("08.holm", answer_3)
+ex.ask("08.mde", answer_4)
 
 # %% [markdown]
 # ## Measured summary
