@@ -794,7 +794,8 @@ display(Markdown(" ".join(parts)))
 #   K = 7.7M–14M entries of mBERT/XLM-R (the task SFTs' K is the share of the block parameters
 #   computed in section 1, which our largest K copies) and composes *language* SFTs learned from
 #   Wikipedia. We train a 22M-parameter English model for 3 + 10 epochs on a few hundred reviews
-#   and compose *domain* SFTs learned from ~230 sentences each: the domain SFTs can carry far less
+#   and compose *domain* SFTs learned from each domain's bundled unlabelled text (hundreds of sentences,
+#   not a Wikipedia): the domain SFTs can carry far less
 #   than a language SFT, so a small composition gain (or none) is the expected outcome here, not a
 #   contradiction of the paper.
 # * **Deviations** [D]: MiniLM's MLM head is warmed and discarded, and the MLM phases keep a fixed
