@@ -214,3 +214,18 @@ def test_plot_distributions_draws_one_violin_per_setting():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["b", "a"]
     ax = analysis.plot_distributions(df, x="setting", hue="lr")
     assert ax.get_legend() is not None
+
+
+def test_best_steps_reports_the_median_peak_and_runs_still_rising():
+    frame = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "entry": ["x", "x", "y", "y"], "value": [1, 1, 1, 1]})
+
+    def rec(rid, best, final=100):
+        hist = [{"step": s, "loss": 1.0, "dev_accuracy": 0.5} for s in (25, 50, 75, 100)]
+        return {"run_id": rid, "best_step": best, "final_step": final, "history": hist}
+
+    records = [rec("a", 50), rec("b", 75), rec("c", 100), rec("d", 100), {"run_id": "e", "best_step": 10},
+               {"run_id": "c2", "best_step": None}]
+    t = analysis.best_steps(frame, records, "entry").set_index("entry")
+    assert t.loc["x", "best dev step"] == 62.5 and t.loc["x", "still rising (share)"] == 0.0
+    assert t.loc["y", "still rising (share)"] == 1.0 and t.loc["y", "runs"] == 2  # "e" is not in the frame
+    assert analysis.best_steps(frame, [], "entry").empty

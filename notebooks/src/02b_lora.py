@@ -307,9 +307,7 @@ hist["entry"] = hist["run_id"].map(runs.drop_duplicates("run_id").set_index("run
 an.plot_learning_curves(hist, hue="entry", smooth=5)
 plt.tight_layout()
 plt.show()
-best_steps = pd.DataFrame([{"entry": runs.loc[runs.run_id == r["run_id"], "entry"].iloc[0], "seed": r["seed"],
-                            "best dev step": r.get("best_step"), "final step": r.get("final_step")} for r in records])
-best_steps.groupby("entry")[["best dev step", "final step"]].median()
+an.best_steps(runs, records, "entry")
 
 # %% [markdown]
 # ### The papers' claims, paired by seed

@@ -334,9 +334,7 @@ for row, body in zip(axes, ("adapter", "full")):
 plt.tight_layout()
 plt.show()
 entry_of = run_meta["entry"]
-best_steps = pd.DataFrame([{"entry": entry_of[r["run_id"]], "best dev step": r.get("best_step"),
-                            "final step": r.get("final_step")} for r in records])
-best_steps.groupby("entry", sort=False)[["best dev step", "final step"]].median()
+an.best_steps(run_meta.reset_index(), records, "entry")
 
 # %% [markdown]
 # What actually trained, read back from the runs' histories (first seed): the same maps as above,

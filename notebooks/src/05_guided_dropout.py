@@ -252,9 +252,7 @@ else:
 # %%
 records = [r for r in tft.results.load_records(store) if r["run_id"] in set(runs.run_id)]
 entry_of = runs.drop_duplicates("run_id").set_index("run_id")[["n_train", "setting"]]
-steps_table = pd.DataFrame([{**entry_of.loc[r["run_id"]].to_dict(), "best dev step": r.get("best_step"),
-                             "final step": r.get("final_step")} for r in records])
-steps_table.groupby(["n_train", "setting"])[["best dev step", "final step"]].median()
+an.best_steps(runs, records, ["n_train", "setting"])
 
 # %%
 both = pd.concat([res[res.eval_set == "in-distribution"], held], ignore_index=True)

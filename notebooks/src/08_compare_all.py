@@ -165,9 +165,7 @@ if "dev_accuracy" in hist and hist["dev_accuracy"].notna().any():
     sns.relplot(data=hist.dropna(subset=["dev_accuracy"]), x="step", y="dev_accuracy", hue="entry", col="family",
                 row="regime", kind="line", errorbar=None, height=2.4, aspect=1.25, facet_kws={"sharex": "row"})
     plt.show()
-peaks = pd.DataFrame([{"regime": (r.get("tags") or {}).get("regime"), "entry": (r.get("tags") or {}).get("entry"),
-                       "best dev step": r.get("best_step"), "final step": r.get("final_step")} for r in records])
-peaks.groupby(["regime", "entry"])[["best dev step", "final step"]].median()
+an.best_steps(res, records, ["regime", "entry"])
 
 # %% [markdown]
 # ## 3. Accuracy against what it costs

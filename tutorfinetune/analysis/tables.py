@@ -11,7 +11,7 @@ import pandas as pd
 
 from .stats import claim_verdict, format_ci, held_out_mean, holm, paired_difference, t_critical
 
-__all__ = ["leaderboard_table", "Claim", "claims_table"]
+__all__ = ["leaderboard_table", "Claim", "claims_table", "best_steps"]
 
 
 def leaderboard_table(df: pd.DataFrame, cost: pd.DataFrame, eval_sets: Sequence[str], held_out: Sequence[str],
@@ -128,3 +128,30 @@ def claims_table(df: pd.DataFrame, claims: Sequence[Claim], by: str = "method", 
     table["verdict basis"] = ["95% CI vs margin" if k == "at least" else ("Holm-adjusted p < 0.05" if adjust == "holm"
                               else "95% CI") for k in table["_kind"]]
     return table.drop(columns=["_diff", "_kind"])
+
+
+def best_steps(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], by: str | Sequence[str]) -> pd.DataFrame:
+    """Did the runs reach their plateau? Per group of ``by`` (columns of the tidy ``frame``, joined to the run
+    records by ``run_id``): the median step at which dev peaked (``best_step``, the step whose test metrics
+    the protocol reports), the median final step, and the share of runs whose best step was their last
+    evaluation (a dev curve still rising: the budget was too short for them). Runs without model selection
+    are left out."""
+    by = [by] if isinstance(by, str) else list(by)
+    meta = frame.drop_duplicates("run_id").set_index("run_id")[by]
+    rows = []
+    for r in records:
+        if r.get("run_id") not in meta.index or r.get("best_step") is None:
+            continue
+        final = r.get("final_step")
+        evals = [h["step"] for h in r.get("history") or []
+                 if any(k.endswith("_accuracy") and v is not None for k, v in h.items())]  # the curve set's evaluations
+        last_eval = max(evals) if evals else final
+        rows.append({**meta.loc[r["run_id"]].to_dict(), "best dev step": r["best_step"], "final step": final,
+                     "peaked at the last evaluation": r["best_step"] == last_eval})
+    if not rows:
+        return pd.DataFrame(columns=[*by, "runs", "best dev step", "final step", "still rising (share)"])
+    d = pd.DataFrame(rows)
+    out = d.groupby(by, sort=False).agg(runs=("best dev step", "size"), **{
+        "best dev step": ("best dev step", "median"), "final step": ("final step", "median"),
+        "still rising (share)": ("peaked at the last evaluation", "mean")})
+    return out.reset_index()
