@@ -65,3 +65,26 @@ def test_cli_reference_writes_and_refuses_ci_only_stores(tmp_path, capsys):
     nb.save_summary("x", "t", None, store=ci, mode="ci", show_reference=False)
     assert main(["reference", "--store", str(ci), "--to", str(tmp_path / "ref2")]) == 1
     assert "never becomes the reference" in capsys.readouterr().err
+
+
+def test_key_figures_are_saved_small_exported_and_shown_with_the_reference(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([0, 1], [0, 1])
+    store = tmp_path / "runs"
+    nb.save_summary("demo", "full text", None, store=store, mode="full", figures={"curves / dev": fig},
+                    show_reference=False)
+    png = store / "summaries" / "demo" / "curves___dev.png"
+    assert png.is_file() and png.stat().st_size < 60_000
+    reference.export_references(store, tmp_path / "ref")
+    ref = reference.reference_summary("demo", tmp_path / "ref")
+    assert [p.name for p in reference.reference_figures(ref, tmp_path / "ref")] == ["curves___dev.png"]
+    monkeypatch.setattr(reference, "REFERENCE_DIR", tmp_path / "ref")
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda x: shown.append(x))
+    nb.save_summary("demo", "quick", None, store=tmp_path / "mine", mode="ci")
+    assert any(type(x).__name__ == "Image" for x in shown)

@@ -140,19 +140,29 @@ def machine_description() -> str:
 
 def save_summary(study: str, text: str, table: pd.DataFrame | None = None, *, store: str | os.PathLike = "runs",
                  mode: str = "", seeds: Sequence[int] | None = None, extra: dict | None = None,
-                 show_reference: bool = True) -> Path:
-    """Record what a notebook measured: a sentence built from its numbers and an optional table.
+                 figures: dict[str, Any] | None = None, show_reference: bool = True) -> Path:
+    """Record what a notebook measured: a sentence built from its numbers, an optional table, and optional key
+    figures (name -> matplotlib figure, saved as small PNGs in ``<store>/summaries/<study>/``).
 
     Written atomically to ``<store>/summaries/<study>.json``; ``tutorfinetune study`` collects them. Outside
     full mode, the package's reference (the full-mode study, :mod:`tutorfinetune.reference`) is shown beside
-    it, with a sentence on why the numbers differ.
+    it, with its key figures and a sentence on why the numbers differ.
     """
     from IPython.display import Markdown, display
 
     from . import reference
 
     path = Path(store) / "summaries" / f"{study}.json"
-    payload = {"study": study, "mode": mode, "text": text,
+    saved = []
+    for name, fig in (figures or {}).items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))[:60] or "figure"
+        target = path.parent / study / f"{safe}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=72, bbox_inches="tight")  # small: the references ship with the package
+        os.replace(tmp, target)
+        saved.append(f"{study}/{target.name}")
+    payload = {"study": study, "mode": mode, "text": text, "figures": saved,
                "table": json.loads(table.to_json(orient="split")) if table is not None else None,
                "created": datetime.now(timezone.utc).isoformat(),
                "seeds": [int(x) for x in seeds] if seeds is not None else None,
@@ -169,6 +179,10 @@ def save_summary(study: str, text: str, table: pd.DataFrame | None = None, *, st
         ref_table = reference.reference_table(ref)
         if ref_table is not None:
             display(ref_table)
+        from IPython.display import Image
+
+        for fig_path in reference.reference_figures(ref):
+            display(Image(filename=str(fig_path)))
     elif show_reference and mode != "full":
         display(Markdown(f"*No full-mode reference for {study} ships with this version of the package; run "
                          "the notebook with `mode=\"full\"` for numbers worth quoting.*"))

@@ -21,7 +21,8 @@ import pandas as pd
 
 from .config import ConfigError
 
-__all__ = ["REFERENCE_DIR", "reference_summary", "reference_table", "differences", "export_references"]
+__all__ = ["REFERENCE_DIR", "reference_summary", "reference_table", "reference_figures", "differences",
+           "export_references"]
 
 #: where the reference summaries live (package data: installed with the wheel, so Colab has them)
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference_results"
@@ -46,6 +47,12 @@ def reference_table(summary: dict[str, Any] | None) -> pd.DataFrame | None:
     if not t:
         return None
     return pd.DataFrame(t["data"], index=t.get("index"), columns=t["columns"])
+
+
+def reference_figures(summary: dict[str, Any] | None, folder: str | os.PathLike | None = None) -> list[Path]:
+    """The key figures (PNG files) of a reference summary that exist in the reference folder."""
+    base = Path(folder or REFERENCE_DIR)
+    return [base / f for f in (summary or {}).get("figures") or [] if (base / f).is_file()]
 
 
 def differences(mine: dict[str, Any], ref: dict[str, Any]) -> str:
@@ -86,6 +93,10 @@ def export_references(store: str | os.PathLike, folder: str | os.PathLike | None
             continue
         if data.get("mode") != "full" or (studies and data.get("study") not in studies):
             continue
+        for fig in data.get("figures") or []:  # key figures: <study>/<name>.png beside the summary
+            if (src / fig).is_file():
+                (dest / fig).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src / fig, dest / fig)
         tmp = dest / f".{f.name}.tmp"
         shutil.copyfile(f, tmp)
         os.replace(tmp, dest / f.name)

@@ -284,7 +284,7 @@ sentences.append(f"The learning rate dev prefers is {chosen_lr:g} (in-distributi
 low_agg = an.aggregate(both[both.eval_set == "in-distribution"], by=("train_size",))
 sentences.append("In-distribution accuracy by training-set size: " + ", ".join(
     f"{r.train_size} examples {an.format_ci(r.mean, r.ci95)}%" for r in low_agg.itertuples()) + ".")
-nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion: what the numbers do and do not show

@@ -379,7 +379,7 @@ for d in targets:
                                                                         "the source adapter", unit="accuracy",
                                                                         prep="with"))
 nb.save_summary(STUDY, " ".join(sentences), vs_table,
-                store=store, mode=mode)
+                store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

@@ -639,7 +639,7 @@ sentences.append(f"Merged vs unmerged logits differ by at most {merge_diff:.2g} 
 sentences.append(f"Stored per task: LoRA (q, v) {lora_mib:.2f} MiB, the adapter {float(mib[f'bottleneck adapter (rf {rf:g})']):.2f} MiB, full "
                  f"fine-tuning {full_mib:.1f} MiB; step time LoRA {lora_ms:.0f} ms, adapter {adapter_ms:.0f} ms, full "
                  f"fine-tuning {full_ms:.0f} ms, linear probe {probe_ms:.0f} ms ({S['timing_steps']}-step timing runs).")
-nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

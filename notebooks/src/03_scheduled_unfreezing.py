@@ -608,7 +608,7 @@ for _, r in claims.iterrows():
 for name, e in embeddings.items():
     sentences.append(f"{name}: the embeddings joined in {e['runs where the embeddings joined']} of {e['runs']} runs, at event "
                      f"{e['event at which they joined (median)']:g} (median; top-down would be event {e['top-down (GU) would be event']}).")
-nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"])
 print(" ".join(sentences))
 
 # %% [markdown]

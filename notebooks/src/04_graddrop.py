@@ -484,7 +484,7 @@ if len(claims):
     sentences.append(f"The paper's claims (verdicts Holm-adjusted over {len(claims)} rows): " + "; ".join(
         f"\"{c.claim}\" ({c.regime}, {c.compared}, {c['eval']}): {c['ours (points)']} points, {c.verdict}"
         for _, c in claims.iterrows()) + ".")
-nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

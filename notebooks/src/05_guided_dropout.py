@@ -434,7 +434,7 @@ sentences.append(f"The paper's claims (verdicts on Holm-adjusted p-values over {
     for _, c in claims.iterrows()) + ".")
 if second is not None:
     sentences.append(f"The {source} and {compare_source} scores rank the sites with Spearman correlation {rho:.2f}.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

@@ -752,7 +752,7 @@ for _, c in claims.iterrows():
 sentences += [where_sentence(k) for k in RANDOM_KS]
 sentences.append(f"An SFT with K={seed0[KC].changed:,} takes {sft_file.stat().st_size / 2**20:.2f} MiB on disk, "
                  f"{sft_file.stat().st_size / (4 * total):.1%} of the full model.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

@@ -611,7 +611,7 @@ raised = (claims["mean verdict"] == "reproduced").any() or (len(dev_tests) and (
 if not raised:
     sentences.append("No intermediate task raised accuracy significantly (Holm-adjusted) in this run, neither over the grid "
                      "nor at the learning rate chosen on dev.")
-nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion

@@ -408,7 +408,7 @@ for r in regimes:
     sentences.append(f"{r}: the cheapest entry not below full fine-tuning on held-out domains is {e} "
                      f"({int(t):,} trainable parameters, {mib:.1f} MiB to store"
                      + (f", {an.format_ci(d['mean'], d['ci95'])} points" if d is not None else "") + ").")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode)
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"])
 
 # %% [markdown]
 # ### Discussion
