@@ -71,3 +71,14 @@ def test_study_command_reports_missing_notebooks(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tutorfinetune", "study", "--notebooks", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "No notebooks found" in proc.stderr
+
+
+def test_describe_scale_renders_the_modes_settings():
+    from tutorfinetune.notebook import describe_scale
+
+    text = describe_scale("ci", {"seeds": [0], "max_steps": 16, "max_eval_examples": None, "lr": 1e-4,
+                                 "regimes": {"low-data": 64}, "sizes": list(range(10))})
+    assert text.startswith("This run (mode='ci', a quick check")
+    assert "seeds: [0]" in text and "max steps: 16" in text and "max eval examples: all / default" in text
+    assert "lr: 0.0001" in text and "regimes: low-data" in text and "sizes: 10 values" in text
+    assert "the full study" in describe_scale("full", {})

@@ -24,7 +24,7 @@ from .progress import progress_mode
 from .results import _atomic_write_json
 
 __all__ = ["banner", "setup", "front_end_attached", "explore", "check", "save_summary", "load_summaries",
-           "summary_markdown", "mode_settings", "machine_description"]
+           "summary_markdown", "mode_settings", "machine_description", "describe_scale"]
 
 
 def front_end_attached() -> bool:
@@ -74,6 +74,28 @@ def mode_settings(mode: str, ci: dict[str, Any], full: dict[str, Any]) -> dict[s
     if mode not in ("ci", "full"):
         raise ConfigError(f"mode must be 'ci' or 'full', got {mode!r}.")
     return dict(ci if mode == "ci" else full)
+
+
+def describe_scale(mode: str, settings: dict[str, Any]) -> str:
+    """One sentence on this run's scale, from the mode's settings (:func:`mode_settings`): what a notebook's
+    "what ci mode does" bullet would otherwise type in, and let go stale. Values None mean "all" / "from the
+    epochs"; long lists and other objects are summarised."""
+    parts = []
+    for k, v in settings.items():
+        name = k.replace("_", " ")
+        if v is None:
+            parts.append(f"{name}: all / default")
+        elif isinstance(v, (bool, int, float, str)):
+            parts.append(f"{name}: {v:g}" if isinstance(v, float) else f"{name}: {v}")
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (int, float, str)) for x in v):
+            parts.append(f"{name}: {list(v)}" if len(v) <= 6 else f"{name}: {len(v)} values")
+        elif isinstance(v, dict):
+            parts.append(f"{name}: {', '.join(map(str, v))}")
+        elif isinstance(v, (list, tuple)):
+            parts.append(f"{name}: {len(v)} items")
+    what = ("a quick check that the pipeline works; its numbers are not evidence" if mode == "ci"
+            else "the full study")
+    return f"This run (mode={mode!r}, {what}): " + "; ".join(parts) + "."
 
 
 def explore(draw: Callable[..., Any], controls: dict[str, Sequence[Any]], static: dict[str, Any] | None = None):

@@ -406,6 +406,4 @@ nb.save_summary(STUDY, " ".join(sentences), vs_table,
 #   pipeline works, not which method wins. Quote `mode="full"`.
 
 # %%
-print(f"This run: mode={mode!r}, seeds {S['seeds']}, steps per run "
-      f"{S['max_steps'] or 'from num_epochs=' + format(num_epochs, 'g')}, {S['mlm_steps']} masked-LM steps per "
-      f"domain adapter, evaluation sets capped at {S['max_eval_examples'] or 'all'} reviews.")
+print(nb.describe_scale(mode, S))

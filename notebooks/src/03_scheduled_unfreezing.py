@@ -644,7 +644,8 @@ print(" ".join(sentences))
 #   the units like 40 do but their level is noisier: read single points loosely, the averages
 #   over seeds and steps less so (`benchmarks/README.md`). The learning-rate choice trains every
 #   entry at three rates on the first seed before the other four seeds run.
-# * In `mode="ci"` (what CI runs) every run is cut to 16 steps and one seed, each grid has a single
-#   learning rate, k falls back to the short-run rule (the protocol's rules cannot hold in 16 steps),
-#   the random order is left out, FUN uses 2 batches and evaluation sets are capped at 48 reviews:
-#   the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+# * In `mode="ci"` (what CI runs) every run is cut short (the next cell prints this run's scale from
+#   its settings): the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+
+# %%
+print(nb.describe_scale(mode, S))

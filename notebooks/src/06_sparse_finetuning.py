@@ -804,7 +804,8 @@ display(Markdown(" ".join(parts)))
 #   task adapter is trained from θ0 (not stacked on a domain adapter as in MAD-X; notebook 02 does
 #   that) with the default warm-up and weight decay; the unmasked entries are put back after each
 #   step when weight decay is set (ours is 0 for the LT-SFT phases, as the paper's).
-# * In `mode="ci"` (what CI runs) the phases are 2 dense + 7 sparse steps on 64 reviews, one seed,
-#   one candidate learning rate per grid, two K values (`compose_k` and the paper's), one held-out
-#   domain and evaluation capped at 32 reviews per set; the MLM phases are 4 steps: the pipeline is
-#   exercised, the numbers are not evidence. Quote `mode="full"`.
+# * In `mode="ci"` (what CI runs) every run is cut short (the next cell prints this run's scale from
+#   its settings): the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+
+# %%
+print(nb.describe_scale(mode, S))

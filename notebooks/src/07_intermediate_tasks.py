@@ -655,7 +655,8 @@ nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode, seeds
 #   length 64 (Chang & Lu: weight decay 0, length 60); both phases read the mean of the token states
 #   (MiniLM's own pooling), where Phang et al. carried BERT's pooler; a target grid of learning rate ×
 #   seed instead of lr × batch × warmup × seed, with each run reported at its best dev step.
-# * In `mode="ci"` (what CI runs) every phase is 8 steps, one seed, two target learning rates, one
-#   target size, one intermediate learning rate, and the intermediate tasks use 200 examples with
-#   evaluation capped at 32: the pipeline is exercised, the numbers are not evidence. Quote
-#   `mode="full"`.
+# * In `mode="ci"` (what CI runs) every run is cut short (the next cell prints this run's scale from
+#   its settings): the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+
+# %%
+print(nb.describe_scale(mode, S))

@@ -425,5 +425,8 @@ nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seed
 # * **Costs.** Step times come from this run's machine and include the methods' own work (FUN's
 #   Fisher passes, LT-SFT's two phases), but not one-off work (guided dropout's Fisher scores, the
 #   STILTs intermediate model). Stored size counts what must be kept beside the pretrained backbone.
-# * In `mode="ci"` (what CI runs) every entry trains 8 steps on 64 reviews with one seed and capped
-#   evaluation sets: the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+# * In `mode="ci"` (what CI runs) every run is cut short (the next cell prints this run's scale from
+#   its settings): the pipeline is exercised, the numbers are not evidence. Quote `mode="full"`.
+
+# %%
+print(nb.describe_scale(mode, S))
