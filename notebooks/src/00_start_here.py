@@ -188,8 +188,15 @@ print(f"The embeddings hold {emb_share:.0%} of all parameters: mostly the vocabu
 # | notebook | topic |
 # |---|---|
 # | 00 | this one: data, backbone, organisation |
-# | 01 | full fine-tuning: the baseline, learning curves, learning rate, low data, seeds and CIs |
-# | later | adapters (MAD-X), scheduled unfreezing and Fisher information, GradDrop, guided dropout, LT-SFT, STILTs |
+# | 01 | full fine-tuning: the baseline, learning curves, the fair protocol, low data, seeds and CIs |
+# | 02, 02b | bottleneck adapters and MAD-X; LoRA through PEFT |
+# | 03–07 | scheduled unfreezing and Fisher information, GradDrop, guided dropout, LT-SFT, STILTs |
+# | 08 | every method side by side under one protocol: the leaderboard and the papers' claims |
+#
+# Two references go with the notebooks: the [methods reference](../docs/methods.md) (each method's
+# algorithm, the papers' settings, and every deviation of ours marked [D]) and the
+# [glossary](../docs/glossary.md) (pooler, LayerNorm, SimCSE, nucleus sampling, Spearman, bootstrap,
+# cross-fitting, fingerprint and the other terms the notebooks use).
 #
 # Every notebook calls the same training loop, `tft.train(backbone, task, config, methods=[...])`,
 # and every run appends one record to the results store (`runs/` by default). Tables and figures are
