@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "test":
-        _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "notebooks", "run.py"], cwd=ROOT)
+        _run([py, "-m", "ruff", "check", "tutorfinetune", "tests", "benchmarks", "notebooks", "book", "run.py"], cwd=ROOT)
         return subprocess.run([str(py), "-m", "pytest", *_parallel(rest), *rest], cwd=ROOT, env=env).returncode
     if cmd == "book":
         return _book(py, rest, env)
