@@ -20,7 +20,7 @@ LAYERS = [
     ["engine"],
     ["recipes", "hf"],
     ["studies"],
-    ["analysis", "notebook"],
+    ["analysis", "notebook", "reference", "exercises"],
     ["cli", "__main__", "__init__"],
 ]
 #: deprecated aliases of moved modules (tutorfinetune._compat): they point wherever the module went

@@ -36,6 +36,7 @@ from . import analysis, results
 from .config import TrainConfig, as_list
 from .data import load_task
 from .notebook import _has_tabulate, load_summaries, summary_markdown
+from .reference import export_references
 from .studies.notebooks import (
     SweepError,
     notebook_sweep,
@@ -272,8 +273,6 @@ def _cmd_summary(args) -> int:
 
 
 def _cmd_reference(args) -> int:
-    from .reference import export_references
-
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     written = export_references(args.store, args.to, studies=only)
     if not written:

@@ -31,6 +31,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import diffs
+from .analysis import stats
+from .methods import dropout as dm
+
 __all__ = ["implement", "ask", "check_number", "digest", "questions", "IMPLEMENTATIONS", "Question"]
 
 _SALT = "tutorfinetune-exercises-v1"
@@ -69,8 +73,6 @@ def _check_parameter_count(fn: Callable) -> tuple[bool, str]:
 
 def _check_mean_ci(fn: Callable) -> tuple[bool, str]:
     """fn(values) -> (mean, half-width of the 95% Student-t interval), as tutorfinetune.analysis reports."""
-    from .analysis import stats
-
     rng = np.random.default_rng(0)
     for n in (2, 3, 5, 12):
         x = rng.normal(0.85, 0.02, size=n)
@@ -137,8 +139,6 @@ def _check_graddrop_kept(fn: Callable) -> tuple[bool, str]:
 
 def _check_guided_map(fn: Callable) -> tuple[bool, str]:
     """fn(scores: dict site -> Fisher score, p_upper) -> dict site -> dropout probability, rank mapping."""
-    from .methods import dropout as dm
-
     rng = np.random.default_rng(3)
     scores = {f"block{i // 2}.{'attention' if i % 2 == 0 else 'ffn'}": float(v) for i, v in enumerate(rng.random(9))}
     want = dm.dropout_map(scores, p_upper=0.1, mapping="rank")
@@ -153,8 +153,6 @@ def _check_guided_map(fn: Callable) -> tuple[bool, str]:
 
 def _check_top_k(fn: Callable) -> tuple[bool, str]:
     """fn(deltas: dict name -> tensor of |θ1 - θ0|, k) -> dict name -> bool mask of the k largest entries overall."""
-    from . import diffs
-
     g = torch.Generator().manual_seed(2)
     deltas = {"a": torch.randn(6, 5, generator=g).abs(), "b": torch.randn(17, generator=g).abs(),
               "c": torch.randn(3, 3, 2, generator=g).abs()}
@@ -171,8 +169,6 @@ def _check_top_k(fn: Callable) -> tuple[bool, str]:
 def _check_paired_interval(fn: Callable) -> tuple[bool, str]:
     """fn(a, b) -> (mean of a - b, half-width of its 95% t interval), paired by position (seed)."""
     import pandas as pd
-
-    from .analysis import stats
 
     rng = np.random.default_rng(4)
     a = rng.normal(0.80, 0.02, 5)
@@ -198,8 +194,6 @@ def _check_trace_fisher(fn: Callable) -> tuple[bool, str]:
 
 def _check_mde(fn: Callable) -> tuple[bool, str]:
     """fn(std, n) -> the minimal detectable effect of a paired t test at 80% power, alpha 0.05 (two-sided)."""
-    from .analysis import stats
-
     for std, n in ((0.02, 5), (0.01, 3), (0.05, 10)):
         want = stats.minimal_detectable_effect(std, n)
         got = float(fn(std, n))

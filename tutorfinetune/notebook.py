@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from . import reference
 from .config import ConfigError, as_list, coerce
 from .env import resolve_device, versions
 from .progress import progress_mode
@@ -171,8 +172,6 @@ def save_summary(study: str, text: str, table: pd.DataFrame | None = None, *, st
     it, with its key figures and a sentence on why the numbers differ.
     """
     from IPython.display import Markdown, display
-
-    from . import reference
 
     path = Path(store) / "summaries" / f"{study}.json"
     saved = []
