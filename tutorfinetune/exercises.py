@@ -12,8 +12,8 @@ LoRA, torch for the rest), within a stated tolerance::
 
 **Reasoning.** :func:`ask` checks an answer to a question whose correct answer is stored as a salted hash
 (multiple choice: a letter; ``tutorfinetune/exercise_questions/<notebook>.json``) and prints the explanation once it is right; a wrong answer gets a hint
-that does not give it away. Answers that depend on the run (a number from the learner's table) are
-checked by :func:`check_number` from the run's data, passed in, so the notebook computes nothing visible.
+that does not give it away. Questions about the learner's own numbers stay in the notebook
+(:func:`tutorfinetune.notebook.check`), phrased as "read it off your table".
 
 A stub that is not implemented yet, or an unanswered question (``None``), prints "not done yet": a
 notebook always runs end to end.
@@ -35,7 +35,7 @@ from . import diffs
 from .analysis import stats
 from .methods import dropout as dm
 
-__all__ = ["implement", "ask", "check_number", "digest", "questions", "IMPLEMENTATIONS", "Question"]
+__all__ = ["implement", "ask", "digest", "questions", "IMPLEMENTATIONS", "Question"]
 
 _SALT = "tutorfinetune-exercises-v1"
 
@@ -286,19 +286,4 @@ def ask(qid: str, answer: Any) -> bool | None:
         return None
     ok = _digest(qid, answer) == q.digest
     print(f"{qid}: {'correct. ' + q.explanation if ok else 'not quite. ' + q.hint}")
-    return ok
-
-
-def check_number(name: str, answer: Any, expected: float, tol: float, hint: str = "") -> bool | None:
-    """A run-dependent numeric answer: ``expected`` comes from the run's data through a package function
-    (the notebook calls e.g. ``ex.check_number("02.gap", answer_2, **an.exercise_value(...))``), so the value is
-    never printed; only right / wrong (with ``hint``) is."""
-    if answer is None:
-        print(f"{name}: not answered yet. {hint}".rstrip())
-        return None
-    try:
-        ok = math.isclose(float(answer), float(expected), rel_tol=0, abs_tol=tol)
-    except (TypeError, ValueError):
-        ok = False
-    print(f"{name}: {'correct' if ok else 'not quite'}." + ("" if ok else f" {hint}"))
     return ok

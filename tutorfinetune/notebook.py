@@ -226,9 +226,8 @@ def summary_markdown(store: str | os.PathLike = "runs") -> str:
     parts = ["# tutorfinetune study summary", ""]
     for s in load_summaries(store):
         parts += [f"## {s['study']} (mode={s.get('mode', '')})", "", s["text"], ""]
-        if s.get("table"):
-            t = s["table"]
-            df = pd.DataFrame(t["data"], index=t.get("index"), columns=t["columns"])
+        df = reference.reference_table(s)  # the summary's table, as a DataFrame (None without one)
+        if df is not None:
             parts += [df.to_markdown() if _has_tabulate() else df.to_string(), ""]
     return "\n".join(parts)
 
