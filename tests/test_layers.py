@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "tutorfinetune"
 #: lowest first; a module may import modules of its own layer or below. Sub-packages are listed by their
 #: first component (``engine`` covers ``engine.loop``, ``engine.record`` ...).
 LAYERS = [
-    ["_version", "config", "errors", "env", "progress", "results"],
+    ["_version", "config", "errors", "env", "distributed", "progress", "results"],
     ["data", "synthetic", "heads", "backbones"],
     ["mlm", "fisher", "diffs"],
     ["methods"],

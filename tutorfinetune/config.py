@@ -39,6 +39,7 @@ FIELD_ALIASES = {
     "max_seq_length": "max_length", "max_len": "max_length", "warmup_ratio": "warmup",
     "lr_scheduler_type": "scheduler", "max_grad_norm": "grad_clip", "random_seed": "seed",
     "eval_steps": "eval_every", "save_steps": "checkpoint_every",
+    "gradient_accumulation_steps": "grad_accum_steps",
 }
 
 
@@ -160,7 +161,7 @@ def as_list(value: Any, item_type: type = int, name: str = "value") -> list:
 
 #: fields added after 0.1 -> the value at which to_dict() leaves them out (what runs before them did; for
 #: ``readout`` that is not the default: runs record the readout "auto" resolved to, see engine.record)
-_OMIT_WHEN: dict[str, Any] = {"readout": "pooler", "select_best": False, "early_stopping": 0}
+_OMIT_WHEN: dict[str, Any] = {"readout": "pooler", "select_best": False, "early_stopping": 0, "grad_accum_steps": 1}
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,10 @@ class TrainConfig:
             final-step metrics stay in the record (``final_metrics``).
         early_stopping: with ``select_best``, stop after this many dev evaluations without improvement
             (0: never stop early).
+        grad_accum_steps: split each optimiser step's batch into this many micro-batches (less memory, the
+            same optimisation: ``batch_size`` stays the rows per optimiser step). Under several processes
+            (``accelerate launch``/``torchrun``) ``batch_size`` is the global batch over all of them, so a
+            run's optimisation does not depend on how many processes share it.
     """
 
     lr: float = 5e-5
@@ -227,6 +232,7 @@ class TrainConfig:
     readout: Literal["pooler", "cls", "mean", "auto"] = "auto"
     select_best: bool = False
     early_stopping: int = 0
+    grad_accum_steps: int = 1
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -251,6 +257,10 @@ class TrainConfig:
              "max_eval_examples must be >= 2 or None"),
             (self.seed >= 0, "seed must be >= 0"),
             (self.early_stopping >= 0, "early_stopping must be >= 0 (0: never stop early)"),
+            (self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1 (1: no accumulation)"),
+            (self.grad_accum_steps <= self.batch_size,
+             f"grad_accum_steps={self.grad_accum_steps} cannot exceed batch_size={self.batch_size} (each micro-batch "
+             "needs a row)"),
             (not self.early_stopping or self.select_best,
              "early_stopping needs select_best=True (it stops when the dev score stops improving)"),
         ]

@@ -16,6 +16,14 @@ require a gradient when it runs, so a unit unfrozen later (scheduled unfreezing)
 gradient masks must come before clipping; the bridge applies the methods' ``after_backward`` hooks
 and then clips to ``grad_clip`` itself. With ``max_grad_norm > 0`` it warns and leaves the order as
 the Trainer has it.
+
+**Several processes** (``accelerate launch`` / ``torchrun`` with the Trainer's own DDP): the Trainer's
+DDP averages the gradients of the parameters that required a gradient when it wrapped the model; a
+unit a schedule unfreezes later is averaged by the bridge before the methods' gradient hooks, Fisher
+estimates are averaged over ranks before a schedule decides, and masks come from generators seeded
+alike on every rank, so the replicas stay identical (``tests/test_distributed.py``). Weights the
+plug-ins add (adapters, LoRA) start from the same seed on every rank; the Trainer's DDP broadcasts
+rank 0's weights when it wraps the model.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from transformers import TrainerCallback
 
 from .backbones import block_map, trainable_report
 from .config import TrainConfig
+from .distributed import current
 from .engine import TrainState, build_optimizer, trainable_parameters
 from .methods import Method, resolve
 
@@ -51,6 +60,7 @@ class MethodsCallback(TrainerCallback):
         self.state: TrainState | None = None
         self.artifacts: dict[str, Any] = {}
         self.history: list[dict] = []
+        self._synced: set[int] = set()
 
     # set-up ----------------------------------------------------------------------------------
     def prepare(self, model, blocks=None, verbose: bool = True) -> "MethodsCallback":
@@ -100,9 +110,13 @@ class MethodsCallback(TrainerCallback):
             per_epoch = len(loader) // max(1, args.gradient_accumulation_steps) if loader is not None else 0
         except TypeError:
             per_epoch = 0
+        device = next(self.model.parameters()).device
+        dist = current(device)
+        # under DDP the Trainer wrapped the model before this event: its reducer averages exactly these
+        self._synced = {id(p) for p in self.model.parameters() if p.requires_grad} if dist.active else set()
         self.state = TrainState(model=self.model, blocks=self.blocks, config=self._config(args), task=None,
                                 optimizer=optimizer, total_steps=state.max_steps, steps_per_epoch=per_epoch,
-                                device=next(self.model.parameters()).device,
+                                device=device, dist=dist,
                                 batch_source=self._batch_source(kwargs.get("train_dataloader")))
 
     def _batch_source(self, loader):
@@ -133,6 +147,9 @@ class MethodsCallback(TrainerCallback):
             m.on_step_start(self.state)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        dist = self.state.dist
+        if dist.active:  # units unfrozen after the Trainer wrapped the model: DDP does not average them
+            dist.mean_grads([p for p in self.model.parameters() if p.requires_grad and id(p) not in self._synced])
         for m in self.methods:
             m.after_backward(self.state)
         if self.grad_clip > 0:

@@ -87,6 +87,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_opt(_is_int), "an integer"),
     "pid": (_opt(_is_int), "an integer"),
     "resumed_from_step": (_opt(_is_int), "an integer"),
+    "world_size": (_opt(_is_int), "an integer (processes that trained the run)"),
     "config": (_config_ok, "an object of settings (lr, batch_size, ... numbers; seed an integer)"),
     "metrics": (_metrics_ok, "an object: eval set -> {metric: number}"),
     "timings": (lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),

@@ -22,8 +22,20 @@ __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
 
 def save_checkpoint(folder: Path, state: TrainState, scheduler, methods: list, history: list[dict],
                      fingerprint: str, keep: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint of the run at ``state.step + 1``. Under several processes every rank calls this (its
+    RNG state is gathered), rank 0 alone writes, and no rank goes on before the folder is complete."""
+    dist = state.dist
     final = folder / f"step-{state.step + 1:07d}"
+    rngs = dist.gather_object(torch.get_rng_state()) if dist.active else None
+    if dist.is_main:
+        _write(folder, final, state, scheduler, methods, history, fingerprint, keep, rngs)
+    dist.barrier()
+    return final
+
+
+def _write(folder: Path, final: Path, state: TrainState, scheduler, methods: list, history: list[dict],
+           fingerprint: str, keep: int, rngs: list | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{final.name}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
     save_model(state.model, str(tmp / "model.safetensors"))
@@ -35,15 +47,15 @@ def save_checkpoint(folder: Path, state: TrainState, scheduler, methods: list, h
         "step": state.step + 1,
         "history": history,
         "methods": [m.state_dict() for m in methods],
+        **({"rank_rng": rngs} if rngs is not None else {}),
     }, tmp / "trainer_state.pt")
     (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "step": state.step + 1,
-                                               "config": state.config.to_dict()}))
+                                               "config": state.config.to_dict(), "world_size": state.dist.world_size}))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     for old in sorted(folder.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
@@ -74,6 +86,14 @@ def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fin
             f"Checkpoint {path} belongs to another run (its config, task, backbone or methods differ). "
             "Resume with the same settings, or start fresh with resume_from=None."
         )
+    written_by = int(meta.get("world_size", 1) or 1)
+    if written_by != state.dist.world_size:
+        raise TrainingError(
+            f"Checkpoint {path} was written by a run of {written_by} process{'es' if written_by > 1 else ''} and this "
+            f"run has {state.dist.world_size}. Resume with the same number (accelerate launch --num_processes "
+            f"{written_by}, or torchrun --nproc_per_node {written_by}{'; or in one process, without a launcher' if written_by == 1 else ''}); "
+            "the weights alone load anywhere (safetensors' load_model on model.safetensors), but the optimiser, "
+            "data order and random state of a resumed run are only exact with the same number of processes.")
     try:
         blob = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused objects: not a state this package wrote
@@ -96,7 +116,8 @@ def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fin
         raise _damaged(path, f"model.safetensors cannot be read ({type(e).__name__}: {str(e)[:160]}; truncated?)") from None
     state.optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["torch_rng"])
+    rank_rng = blob.get("rank_rng")
+    torch.set_rng_state(rank_rng[state.dist.rank] if rank_rng else blob["torch_rng"])
     if blob["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     for m, s in zip(methods, blob["methods"]):

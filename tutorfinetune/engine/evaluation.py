@@ -9,6 +9,7 @@ from torch import nn
 from ..backbones import Backbone, is_multiple_choice
 from ..config import TrainConfig
 from ..data import Task
+from ..distributed import SINGLE, Dist
 from ..env import autocast_dtype
 from ..errors import TrainingError
 from .batches import Encoded, collate
@@ -18,12 +19,18 @@ __all__ = ["evaluate", "check_head"]
 
 @torch.no_grad()
 def evaluate(model: nn.Module, enc: Encoded, tokenizer, config: TrainConfig, device: torch.device,
-             num_labels: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean loss of ``model`` on encoded rows (eval mode, restored after)."""
+             num_labels: int, dist: Dist = SINGLE) -> dict[str, float]:
+    """Accuracy, macro-F1 and mean loss of ``model`` on encoded rows (eval mode, restored after).
+
+    Under several processes each rank scores every ``world_size``-th row (by length) and the predictions and
+    loss are summed over ranks: every rank returns the metrics of all rows."""
     was_training = model.training
     model.eval()
     order = np.argsort(-enc.lengths, kind="stable")
     preds = np.empty(len(enc), dtype=np.int64)
+    if dist.active:
+        order = order[dist.rank::dist.world_size]
+        preds.fill(-1)
     loss_sum = 0.0
     amp = autocast_dtype(config, device)
     for i in range(0, len(order), config.eval_batch_size):
@@ -35,6 +42,9 @@ def evaluate(model: nn.Module, enc: Encoded, tokenizer, config: TrainConfig, dev
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         preds[idx] = logits.argmax(-1).cpu().numpy()
     model.train(was_training)
+    if dist.active:
+        preds = dist.max_(torch.from_numpy(preds).to(dist.device or "cpu")).cpu().numpy()
+        loss_sum = dist.sum(loss_sum)
     gold = enc.labels
     f1s = []
     for c in range(num_labels):

@@ -39,6 +39,7 @@ import torch
 from ..backbones import Backbone, apply_readout, trainable_report
 from ..config import TrainConfig, as_config
 from ..data import Task, TaskError
+from ..distributed import Dist, current
 from ..env import autocast_dtype, resolve_device
 from ..errors import NonFiniteLossError, TrainingError
 from ..methods import Method, resolve
@@ -90,7 +91,9 @@ def train(
     """
     config = _resolved(_as_config(config), backbone)
     methods = _check_run(backbone, task, config, methods)
-    device = resolve_device(config.device)
+    dist = current(resolve_device(config.device))  # one process, or this process's rank under a launcher
+    dist.check_batch(config.batch_size, config.grad_accum_steps)
+    device = dist.device if dist.active else resolve_device(config.device)
     task = task.subsample_train(config.max_train_examples, seed=config.seed)
     fprint = fingerprint(backbone.name, task.name, len(task.train), config, methods)
     auto_checkpoints = checkpoint_dir is None and store is not None
@@ -99,19 +102,24 @@ def train(
     elif checkpoint_dir is None and config.checkpoint_every:
         warnings.warn(f"checkpoint_every={config.checkpoint_every} but store=None and no checkpoint_dir: no "
                       "checkpoint will be written. Pass checkpoint_dir=... (or a store).", stacklevel=2)
+    if not dist.is_main:  # rank 0 records the run and writes the checkpoints; the other ranks only train
+        store, auto_checkpoints = None, False
     recorder = RunRecorder(store, study=study, method=method_name(methods), task=task.name, backbone=backbone.name,
                            seed=config.seed, config=config.to_dict(), methods=[m.describe() for m in methods],
-                           tags=tags, device=str(device), fingerprint=fprint).start()
+                           tags=tags, device=str(device), fingerprint=fprint, world_size=dist.world_size).start()
     t_start = time.perf_counter()
     with recorder:
-        state, data = _setup(backbone, task, config, methods, device, verbose)
+        state, data = _setup(backbone, task, config, methods, device, verbose and dist.is_main, dist)
         scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lr_factor(config, state.total_steps))
-        start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose)
+        start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose and dist.is_main)
         loop = _Loop(state, data, methods, scheduler, recorder.history, checkpoint_dir, fprint)
         loop.run(start)
         selected = loop.select_best() if config.select_best else {}
         artifacts = {m.name: out for m in methods if (out := m.finish(state))}
-        metrics, eval_seconds = _final_eval(state, data, methods)
+        if selected.get("best_step", -1) == selected.get("final_step"):  # the best dev step is the last: the
+            metrics, eval_seconds = {k: dict(v) for k, v in selected["final_metrics"].items()}, 0.0  # same weights
+        else:
+            metrics, eval_seconds = _final_eval(state, data, methods)
         timings = {"train_seconds": loop.train_seconds, "eval_seconds": loop.eval_seconds + eval_seconds,
                    "total_seconds": time.perf_counter() - t_start,
                    "train_samples_per_second": loop.seen / loop.train_seconds if loop.train_seconds > 0 else None,
@@ -119,14 +127,14 @@ def train(
         recorder.finish(metrics, timings, artifacts, **selected)
     if auto_checkpoints and Path(checkpoint_dir).is_dir():  # finished: its default checkpoints are spent
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    if verbose:
+    if verbose and dist.is_main:
         accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in metrics.items())
         print(f"done in {timings['train_seconds']:.0f}s train + {timings['eval_seconds']:.0f}s eval | accuracy: {accs}")
     rec = recorder.record
     return RunResult(run_id=rec["run_id"], method=rec["method"], task=task.name, backbone=backbone.name,
                      config=config, metrics=metrics, history=pd.DataFrame(recorder.history), timings=timings,
                      versions=rec["versions"], device=str(device), artifacts=artifacts, methods=rec["methods"],
-                     tags=rec["tags"])
+                     tags=rec["tags"], world_size=dist.world_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,20 +220,25 @@ def _prepare_data(tok, task: Task, config: TrainConfig) -> _Data:
 
 
 def _setup(backbone: Backbone, task: Task, config: TrainConfig, methods: list[Method], device: torch.device,
-           verbose: bool) -> tuple[TrainState, _Data]:
-    """Seed, prepare the methods (then print what trains), build the optimiser, encode the data."""
+           verbose: bool, dist: Dist) -> tuple[TrainState, _Data]:
+    """Seed, prepare the methods (then print what trains), build the optimiser, encode the data. Under several
+    processes every replica then takes rank 0's weights, and the global RNG (dropout) is seeded per rank."""
     apply_readout(backbone, config.readout)  # before the plug-ins prepare: they see the head that will train
     model = backbone.model
-    state = TrainState(model=model, blocks=backbone.blocks, config=config, task=task, device=device)
+    state = TrainState(model=model, blocks=backbone.blocks, config=config, task=task, device=device, dist=dist)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model.to(device)
     model.train()
+    dist.broadcast_module(model)  # several processes: the plug-ins prepare on identical weights
     for m in methods:
         m.prepare(model, backbone.blocks)
     if verbose:
         print(trainable_report(model, backbone.blocks, f"{method_name(methods)}: parameters after prepare()"))
     state.optimizer = build_optimizer(model, trainable_parameters(model, methods), config, device)
+    if dist.active:
+        dist.broadcast_module(model)  # and what they added (adapters, LoRA) starts identical too
+        torch.manual_seed(config.seed + 1_000_003 * dist.rank)  # dropout noise differs per rank, as in any DDP run
     data = _prepare_data(backbone.tokenizer, task, config)
     state.train_data, state.pad_id = data.train, backbone.tokenizer.pad_token_id
     state.autocast_dtype = autocast_dtype(config, device)
@@ -316,33 +329,34 @@ class _Loop:
         final, seconds = _final_eval(self.state, self.data, self.methods)
         self.eval_seconds += seconds
         out = {"final_metrics": final, "final_step": self.stopped_at or self.state.total_steps}
-        if self.best is not None:
+        if self.best is not None and self.best[1] != out["final_step"]:
             with torch.no_grad():
                 for p, w in zip(self.params, self.best_weights):
                     p.copy_(w.to(p.device))
+        if self.best is not None:
             out.update(best_step=self.best[1], best_dev=self.best[0], selected_on=self.data.curve)
         if self.stopped_at is not None:
             out["stopped_early_at"] = self.stopped_at
         return out
 
     def step(self, step: int, epoch: int, b: int, idx: np.ndarray) -> dict:
-        """One optimiser step on the rows ``idx``: forward, finite-loss check, backward, hooks, clip, step."""
-        st, cfg, model, methods = self.state, self.state.config, self.state.model, self.methods
+        """One optimiser step on the rows ``idx`` (the global batch): forward, finite-loss check, backward
+        (per micro-batch of this rank's share), gradients summed over ranks, hooks, clip, step."""
+        st, cfg, model, methods, dist = self.state, self.state.config, self.state.model, self.methods, self.state.dist
         st.step, st.epoch, st.row = step, epoch, {}
         for m in methods:
             m.on_step_start(st)
-        batch = collate(self.data.train, idx, st.pad_id, st.device, pad_to=cfg.max_length if cfg.pad_to_max_length else None)
-        st.batch = batch
-        amp = st.autocast_dtype
-        with torch.autocast(st.device.type, dtype=amp, enabled=amp is not None):
-            loss = model(**batch).loss
-        loss_value = float(loss.detach().float().item())
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"The loss became {loss_value} at step {step + 1} (epoch {epoch + 1}). Likely fixes: lower "
-                f"lr (now {cfg.lr:g}), keep grad_clip > 0 (now {cfg.grad_clip:g}), use "
-                "precision='fp32', and check the inputs and labels of that batch.")
-        loss.backward()
+        pad_to = cfg.max_length if cfg.pad_to_max_length else None
+        if not dist.active and cfg.grad_accum_steps == 1:  # one process, one batch: the plain step
+            batch = collate(self.data.train, idx, st.pad_id, st.device, pad_to=pad_to)
+            st.batch = batch
+            loss = self._forward(batch)
+            loss_value = float(loss.detach().float().item())
+            self._check_finite(loss_value, step, epoch)
+            loss.backward()
+            tokens = int(batch["attention_mask"].numel())
+        else:
+            loss_value, tokens = self._accumulate(idx, pad_to, step, epoch)
         st.loss = loss_value
         for m in methods:
             m.after_backward(st)
@@ -356,9 +370,44 @@ class _Loop:
         self.seen += len(idx)
         row = {"step": step + 1, "epoch": epoch + (b + 1) / st.steps_per_epoch, "loss": loss_value, "lr": lr_now,
                "grad_norm": grad_norm, "trainable": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-               "batch_tokens": int(batch["attention_mask"].numel())}
+               "batch_tokens": tokens}
         row.update(st.row)
         return row
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        amp = self.state.autocast_dtype
+        with torch.autocast(self.state.device.type, dtype=amp, enabled=amp is not None):
+            return self.state.model(**batch).loss
+
+    def _check_finite(self, loss_value: float, step: int, epoch: int) -> None:
+        if not math.isfinite(loss_value):
+            cfg = self.state.config
+            raise NonFiniteLossError(
+                f"The loss became {loss_value} at step {step + 1} (epoch {epoch + 1}). Likely fixes: lower "
+                f"lr (now {cfg.lr:g}), keep grad_clip > 0 (now {cfg.grad_clip:g}), use "
+                "precision='fp32', and check the inputs and labels of that batch.")
+
+    def _accumulate(self, idx: np.ndarray, pad_to: int | None, step: int, epoch: int) -> tuple[float, int]:
+        """This rank's share of the global batch in ``grad_accum_steps`` micro-batches, each loss weighted by
+        its share of the global rows, then the gradients summed over ranks: the gradient of the global batch's
+        mean loss, as in one process. Returns the global mean loss and the tokens of the global batch."""
+        st, cfg, dist = self.state, self.state.config, self.state.dist
+        mine = dist.shard(idx)
+        total = torch.zeros(2, dtype=torch.float64, device=st.device)  # [weighted loss, tokens]
+        for part in np.array_split(mine, cfg.grad_accum_steps):
+            if len(part) == 0:
+                continue
+            batch = collate(self.data.train, part, st.pad_id, st.device, pad_to=pad_to)
+            st.batch = batch
+            loss = self._forward(batch) * (len(part) / len(idx))
+            loss.backward()
+            total[0] += loss.detach().double()
+            total[1] += batch["attention_mask"].numel()
+        total = dist.sum(total)
+        loss_value = float(total[0].item())
+        self._check_finite(loss_value, step, epoch)  # every rank sees the same sum, so every rank raises
+        dist.sum_grads(self.params)
+        return loss_value, int(total[1].item())
 
     def curve_point(self) -> dict:
         """Evaluate the curve set now (its accuracy and loss join this step's history row)."""
@@ -366,7 +415,8 @@ class _Loop:
         t0 = time.perf_counter()
         for m in self.methods:
             m.before_eval(st, curve)
-        ev = evaluate(st.model, self.data.evals[curve], self.data.tokenizer, st.config, st.device, st.task.num_labels)
+        ev = evaluate(st.model, self.data.evals[curve], self.data.tokenizer, st.config, st.device, st.task.num_labels,
+                      dist=st.dist)
         self.eval_seconds += time.perf_counter() - t0
         return {f"{curve}_accuracy": ev["accuracy"], f"{curve}_loss": ev["loss"]}
 
@@ -379,7 +429,7 @@ def _final_eval(state: TrainState, data: _Data, methods: list[Method]) -> tuple[
         for m in methods:
             m.before_eval(state, name)
         metrics[name] = evaluate(state.model, data.evals[name], data.tokenizer, state.config, state.device,
-                                 state.task.num_labels)
+                                 state.task.num_labels, dist=state.dist)
     return metrics, time.perf_counter() - t0
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data import Task
+from ..distributed import SINGLE, Dist
 from ..errors import TrainingError
 from .batches import collate
 
@@ -41,6 +42,8 @@ class TrainState:
     pad_id: int = 0
     autocast_dtype: torch.dtype | None = None
     batch_source: Any = None
+    #: this process's place in a multi-process run (:class:`~tutorfinetune.distributed.Dist`; one process: ``SINGLE``)
+    dist: Dist = SINGLE
     _fixed: dict = field(default_factory=dict, repr=False)
 
     def log(self, **values: Any) -> None:
@@ -91,6 +94,8 @@ class RunResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     methods: list[dict] = field(default_factory=list)
     tags: dict[str, Any] = field(default_factory=dict)
+    #: how many processes trained the run (``accelerate launch``/``torchrun``); 1 alone
+    world_size: int = 1
 
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.metrics).T.rename_axis("eval_set").reset_index()

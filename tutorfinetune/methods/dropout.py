@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone, model_id
+from ..distributed import current
 from ..fisher.sublayer import (
     SOURCES,
     GuidanceError,
@@ -168,6 +169,7 @@ class GuidedDropout(Method):
             raise MethodError(f"The Fisher scores do not match this model's dropout sites (missing {missing[:4]}, "
                               f"unknown {extra[:4]}): they were computed for another architecture. Recompute them.")
         self.map = dropout_map({n: sc.scores[n] for n in names}, self.config.p_upper, self.config.mapping)
+        self.map = current().broadcast_object(self.map)  # several processes: rank 0's map on every rank
         for s in sites:
             s.set_p(self.map[s.name])
 

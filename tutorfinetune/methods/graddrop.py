@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..distributed import SINGLE
 from ..fisher import FisherError, find_units
 from .base import (
     STAGE,
@@ -383,6 +384,12 @@ class GradDrop(Method):
             rows = None
             if id(p_) in self._row_params and id(p_) in self._rows:
                 rows = torch.unique(torch.cat(self._rows[id(p_)])).to(g.device)
+            dist = getattr(state, "dist", SINGLE)
+            if dist.active and id(p_) in self._row_params:  # the rows any rank used: one mask on every rank
+                used = torch.zeros(p_.shape[0], dtype=torch.int32, device=g.device)
+                if rows is not None:
+                    used[rows] = 1
+                rows = torch.nonzero(dist.max_(used)).reshape(-1)
             keep = self._keep_for(i, p_, p_t, state, rows)
             if rows is None:
                 if scale != 1.0:

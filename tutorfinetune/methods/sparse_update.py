@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..diffs import SparseError, maskable_names
+from ..distributed import current
 from .base import STAGE, Method, MethodConfig, MethodError, option, register
 
 __all__ = ["SparseUpdate", "SparseUpdateConfig"]
@@ -120,7 +121,8 @@ class SparseUpdate(Method):
                 if tuple(m.shape) != tuple(p.shape):
                     raise SparseError(f"Mask {n!r} has shape {tuple(m.shape)}, the parameter {tuple(p.shape)}.")
                 masks.append(m.to(p.device, torch.bool))
-            self.masks = masks
+            self.masks = _same_on_every_rank(masks)
+            masks = self.masks
             self.mask_f = [m.to(p.dtype) for m, p in zip(masks, self.params)]
             # the values to put back outside the mask; zero inside it
             self.kept_reference = [r * (~m).to(r.dtype) for r, m in zip(self.reference, masks)]
@@ -165,3 +167,21 @@ class SparseUpdate(Method):
             for p, r in zip(self.params, self.reference):
                 moved += int(torch.count_nonzero(p.detach() != r))
         return {"phase": "sparse", "k": self.k, "maskable": self.n_params, "moved": moved}
+
+
+def _same_on_every_rank(masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Several processes: every rank trains rank 0's mask (a mask computed from replicas that drifted, or from
+    another seed, would otherwise let the replicas move different entries). One process: ``masks`` as given."""
+    dist = current()
+    if not dist.active:
+        return masks
+    counts = torch.tensor([int(m.sum()) for m in masks], dtype=torch.float64, device=dist.device or "cpu")
+    digest = hashlib.sha1(b"".join(m.cpu().numpy().tobytes() for m in masks)).hexdigest()
+    if bool((dist.sum(counts) == counts * dist.world_size).all()) and len(set(dist.gather_object(digest))) == 1:
+        return masks
+    out = []
+    for m in masks:
+        t = m.to(torch.uint8)
+        torch.distributed.broadcast(t, src=0)
+        out.append(t.bool())
+    return out

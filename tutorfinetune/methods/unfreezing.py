@@ -34,6 +34,7 @@ import numpy as np
 from torch import nn
 
 from ..config import did_you_mean
+from ..distributed import SINGLE
 from ..fisher import LABEL_MODES, FisherError, find_units, fisher_trace
 from .base import STAGE, UNIT_KINDS, Method, MethodConfig, MethodError, option, register
 
@@ -376,9 +377,11 @@ class ScheduledUnfreezing(Method):
                 scores = fisher_trace(self.model, batches, self.unit_params, label_mode=self.config.label_mode,
                                       seed=_run_seed(self._seed(state), step),
                                       autocast_dtype=getattr(state, "autocast_dtype", None))
+                dist = getattr(state, "dist", SINGLE)
+                scores = dist.mean(scores)  # several processes: one estimate, averaged over ranks, before deciding
                 if self.config.fun_score == "per-parameter":
                     scores = {u: v / max(1, sum(p.numel() for p in self.unit_params[u])) for u, v in scores.items()}
-                best = max(frozen, key=lambda i: scores[self.unit_names[i]])
+                best = dist.broadcast_object(max(frozen, key=lambda i: scores[self.unit_names[i]]))  # rank 0 decides
                 chosen = [best]
                 state.log(**{f"fun_trF:{u}": v for u, v in scores.items()})
             else:
@@ -502,9 +505,11 @@ class FisherTracker(Method):
         self.model = model
 
     def measure(self, state) -> dict[str, float]:
-        return fisher_trace(self.model, state.fixed_batches(self.config.batches), self.unit_params,
-                            label_mode=self.config.label_mode, seed=_run_seed(state.config.seed, state.step, "track"),
-                            autocast_dtype=getattr(state, "autocast_dtype", None))
+        """tr(F) per unit now (averaged over ranks when several processes train: the same numbers on every rank)."""
+        scores = fisher_trace(self.model, state.fixed_batches(self.config.batches), self.unit_params,
+                              label_mode=self.config.label_mode, seed=_run_seed(state.config.seed, state.step, "track"),
+                              autocast_dtype=getattr(state, "autocast_dtype", None))
+        return getattr(state, "dist", SINGLE).mean(scores)
 
     def on_step_start(self, state) -> None:
         if state.step % self.config.every:

@@ -44,6 +44,7 @@ from ..diffs import (
     resolve_k,
     select_mask,
 )
+from ..distributed import current
 from ..engine import RunResult, evaluate_only, train
 from ..env import resolve_device
 from ..methods.sparse_update import SparseUpdate
@@ -370,13 +371,17 @@ def cached_domain_sfts(backbone: str, texts: Mapping[str, Sequence[str]], folder
         if bb is None:
             bb = load_backbone(backbone, num_labels=num_labels, seed=0)
         s_diff, d_diff, log = domain_sft(bb, tx, name=name, **kw)
-        folder.mkdir(parents=True, exist_ok=True)
-        spath.write_text(json.dumps(settings, default=str))
-        s_diff.save(sp_)
+        dist = current()
+        if dist.is_main:  # several processes: rank 0 writes the cache, the others wait for it
+            folder.mkdir(parents=True, exist_ok=True)
+            spath.write_text(json.dumps(settings, default=str))
+            s_diff.save(sp_)
+            if d_diff is not None:
+                d_diff.save(dp_)
+            (folder / f"{name}.log.json").write_text(json.dumps(log))
+        dist.barrier()
         if d_diff is not None:
-            d_diff.save(dp_)
             dense[name] = d_diff
-        (folder / f"{name}.log.json").write_text(json.dumps(log))
         sparse[name], logs[name] = s_diff, log
     return sparse, dense, logs
 

@@ -33,6 +33,7 @@ from .. import results
 from ..backbones import Backbone, load_backbone
 from ..config import TrainConfig
 from ..data import Task, TaskError
+from ..distributed import current
 from ..engine import fingerprint, train
 from ..env import resolve_device
 from ..methods.adapter import (
@@ -134,9 +135,12 @@ def domain_transfer(
         for n in names:
             log[n] = train_domain_adapter(bb, texts[n], n, head, reduction_factor=domain_reduction_factor,
                                           steps=mlm_steps, lr=mlm_lr)
-            save_adapter(bb.model, n, cache / n, backbone=backbone)
-        cache.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(json.dumps(log))
+            if current().is_main:  # several processes: rank 0 writes the cache
+                save_adapter(bb.model, n, cache / n, backbone=backbone)
+        if current().is_main:
+            cache.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(json.dumps(log))
+        current().barrier()
     evals = {f"shift:{d}|source-adapter": task.eval_set(f"shift:{d}") for d in targets}
     full_task = task.with_eval_sets(evals)
     swap = {f"shift:{d}": d for d in targets}

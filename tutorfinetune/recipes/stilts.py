@@ -45,6 +45,7 @@ from .. import results
 from ..backbones import Backbone, backbone_for_task, is_multiple_choice
 from ..config import ConfigError, TrainConfig, as_config, did_you_mean
 from ..data import Task, TaskError, load_task, stratified_sample
+from ..distributed import current
 from ..engine import RunResult, fingerprint, train
 from ..methods.base import Method, resolve
 from ..methods.intermediate import (
@@ -156,7 +157,10 @@ def cached_intermediate(
         if inter.id == key:
             return inter
     inter = train_intermediate(backbone, task, config, meths, **kw)
-    inter.save(path)
+    dist = current()
+    if dist.is_main:  # several processes: rank 0 writes the cache, the others wait for it
+        inter.save(path)
+    dist.barrier()
     return inter
 
 
