@@ -51,15 +51,18 @@ data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
     ci=dict(seeds=info["seeds"][:2], lrs=sorted({lr, max(lrs)}), sizes=train_sizes[:1], max_train_examples=256,
-            max_eval_examples=48, max_steps=16, low_data_steps=12, lr_seeds=info["seeds"][:2]),
+            max_eval_examples=16, max_steps=8, low_data_steps=8, lr_seeds=info["seeds"][:1], batch_size=8,
+            max_length=64, eval_sets=data.eval_set_names("dev") + data.eval_set_names("in-distribution")
+            + data.eval_set_names("domains")[:1] + data.eval_set_names("languages")[:1]),
     full=dict(seeds=info["seeds"], lrs=lrs, sizes=train_sizes, max_train_examples=None, max_eval_examples=None,
-              max_steps=None, low_data_steps=100, lr_seeds=info["seeds"][:3]),
+              max_steps=None, low_data_steps=100, lr_seeds=info["seeds"][:3], batch_size=batch_size, max_length=128,
+              eval_sets=()),  # every eval set of the task
 )
-base = tft.TrainConfig(lr=lr, num_epochs=num_epochs, batch_size=batch_size, max_length=128, warmup=0.1,
-                       weight_decay=0.01, max_steps=S["max_steps"],
+base = tft.TrainConfig(lr=lr, num_epochs=num_epochs, batch_size=S["batch_size"], max_length=S["max_length"], warmup=0.1,
+                       weight_decay=0.01, max_steps=S["max_steps"], eval_sets=S["eval_sets"],
                        max_train_examples=S["max_train_examples"], max_eval_examples=S["max_eval_examples"])
 # the fair protocol (tft.studies.Protocol): the checkpoint's own readout, dev evaluated about ten times
-# (four in ci mode) and the test sets reported at the best dev step
+# (twice in ci mode) and the test sets reported at the best dev step
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]))
 base = protocol.configure(base, len(data.subsample_train(S["max_train_examples"]).train))
 STUDY = "01_full_finetuning"

@@ -75,15 +75,17 @@ info = nb.setup(mode, seeds)
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:1], max_steps=12, max_train_examples=256, max_eval_examples=48, timing_steps=3,
-            rank_sweep=[], rank_seeds=info["seeds"][:1]),
+    ci=dict(seeds=info["seeds"][:1], max_steps=12, max_train_examples=256, max_eval_examples=16, timing_steps=3,
+            rank_sweep=[], rank_seeds=info["seeds"][:1], batch_size=8, max_length=64,
+            domains=data.eval_set_names("domains")[:1]),
     full=dict(seeds=info["seeds"], max_steps=None, max_train_examples=None, max_eval_examples=None,
-              timing_steps=timing_steps, rank_sweep=rank_sweep, rank_seeds=info["seeds"][:3]),
+              timing_steps=timing_steps, rank_sweep=rank_sweep, rank_seeds=info["seeds"][:3], batch_size=16,
+              max_length=128, domains=data.eval_set_names("domains")),
 )
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
-in_dist, domains = data.eval_set_names("in-distribution"), data.eval_set_names("domains")
+in_dist, domains = data.eval_set_names("in-distribution"), S["domains"]
 test_sets = in_dist + domains
-base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, max_steps=S["max_steps"],
+base = tft.TrainConfig(num_epochs=num_epochs, batch_size=S["batch_size"], max_length=S["max_length"], max_steps=S["max_steps"],
                        max_train_examples=S["max_train_examples"], max_eval_examples=S["max_eval_examples"],
                        eval_sets=data.eval_set_names("dev") + test_sets)
 STUDY = "02b_lora"
@@ -262,7 +264,7 @@ plt.show()
 #
 # Three entries, each through `tft.studies.run_entry`: its learning rate is chosen on dev from its
 # family's grid (LoRA and adapters: the "light" grid; full fine-tuning: the "full" grid) on the first
-# seed, then every seed runs at that rate; every run evaluates dev about ten times (four in ci mode)
+# seed, then every seed runs at that rate; every run evaluates dev about ten times (twice in ci mode)
 # and reports the test sets at its best dev step. LoRA and the adapter train the same number of
 # parameters (section 3); all three get the same budget. Runs already in the store are reused.
 

@@ -84,14 +84,17 @@ data = tft.load_task(task)
 S = nb.mode_settings(
     mode,  # ci: one seed, 16 steps, and the random order left out, so ci trains no more runs than before
     ci=dict(seeds=info["seeds"][:1], schedules=[s for s in schedules if s != "rand"], max_steps=16,
-            fisher_batches=min(fisher_batches, 2), track_every=4, track_batches=1, max_eval_examples=48),
+            fisher_batches=min(fisher_batches, 2), track_every=4, track_batches=1, max_eval_examples=16,
+            batch_size=8, max_length=64, domains=data.eval_set_names("domains")[:1]),
     full=dict(seeds=info["seeds"], schedules=schedules, max_steps=None, fisher_batches=fisher_batches,
-              track_every=track_every, track_batches=track_batches, max_eval_examples=None),
+              track_every=track_every, track_batches=track_batches, max_eval_examples=None,
+              batch_size=16, max_length=128, domains=data.eval_set_names("domains")),
 )
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
-in_dist, held_out = data.eval_set_names("in-distribution"), data.eval_set_names("domains")
+in_dist, held_out = data.eval_set_names("in-distribution"), S["domains"]
 test_sets = in_dist + held_out
-base = tft.TrainConfig(num_epochs=num_epochs, batch_size=16, max_length=128, warmup=warmup, max_steps=S["max_steps"],
+base = tft.TrainConfig(num_epochs=num_epochs, batch_size=S["batch_size"], max_length=S["max_length"], warmup=warmup,
+                       max_steps=S["max_steps"],
                        max_eval_examples=S["max_eval_examples"], eval_sets=data.eval_set_names("dev") + test_sets)
 total_steps = base.total_steps(len(data.train))
 warmup_steps = int(round(warmup * total_steps))
@@ -267,7 +270,7 @@ nb.explore(show_schedule, {"schedule": plan_names, "k": ks}, static={"schedule":
 #
 # One **entry** per body × schedule, each through `tft.studies.run_entry`: its learning rate is
 # chosen on dev from its family's grid on the first seed, then every seed runs at that rate; every
-# run evaluates dev about ten times (four in ci mode) and reports the test sets at its best dev step.
+# run evaluates dev about ten times (twice in ci mode) and reports the test sets at its best dev step.
 # Each run is the same `tft.train` loop with one more plug-in: the schedule (`"gu"`, `"lpft"`,
 # `"fun"`, `"rand"`, `"gu-rev"`), and for standard, GU and FUN a `"fisher-tracker"` that logs tr(F)
 # of every unit every few steps (it runs in eval mode on its own fixed batches and changes nothing in

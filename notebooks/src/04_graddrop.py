@@ -28,7 +28,7 @@
 #
 # **The protocol.** The comparison follows the project's fair protocol (`tft.studies.protocol`): the
 # head reads the encoder the way the checkpoint was pretrained (mean pooling for all-MiniLM-L6-v2);
-# every run evaluates dev about ten times (four in ci mode) and reports the test sets at its best dev
+# every run evaluates dev about ten times (twice in ci mode) and reports the test sets at its best dev
 # step; every setting (full fine-tuning, gradual unfreezing and each GradDrop setting) gets its own
 # learning rate, chosen on dev from {3e-5, 1e-4, 3e-4} on the first seed, and then every seed (five in
 # full mode) runs at that rate. A test set never decides anything. [D]: the paper's learning rates,
@@ -79,13 +79,14 @@ for r in regimes:
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:1], ps=[max(ps)], low=(32, 8), full_steps=8, epoch_steps=4, max_eval_examples=32),
+    ci=dict(seeds=info["seeds"][:1], ps=[max(ps)], low=(32, 6), full_steps=6, epoch_steps=3, max_eval_examples=16,
+            batch_size=8, max_length=64, domains=data.eval_set_names("domains")[:1]),
     full=dict(seeds=info["seeds"], ps=ps, low=(low_data_examples, low_data_steps), full_steps=None, epoch_steps=None,
-              max_eval_examples=None),
+              max_eval_examples=None, batch_size=16, max_length=128, domains=data.eval_set_names("domains")),
 )
-held_out = data.eval_set_names("domains")
+held_out = S["domains"]
 eval_sets = data.eval_set_names("in-distribution") + held_out
-base = tft.TrainConfig(batch_size=16, max_length=128, max_eval_examples=S["max_eval_examples"],
+base = tft.TrainConfig(batch_size=S["batch_size"], max_length=S["max_length"], max_eval_examples=S["max_eval_examples"],
                        eval_sets=data.eval_set_names("dev") + eval_sets)  # dev: the learning rate is chosen on it
 n_train = data.train.shape[0]
 regime_cfg = {

@@ -83,14 +83,14 @@ by_n = sorted(sizes, key=n_examples)
 S = nb.mode_settings(
     mode,
     ci=dict(seeds=info["seeds"][:1], sizes=[by_n[-1], by_n[0]], fisher_n=16, warm_steps=10, max_steps=8,
-            max_eval_examples=32),
+            max_eval_examples=16, batch_size=8, max_length=64, domains=data.eval_set_names("domains")[:1]),
     full=dict(seeds=info["seeds"], sizes=sizes, fisher_n=fisher_n, warm_steps=warm_steps, max_steps=None,
-              max_eval_examples=None),
+              max_eval_examples=None, batch_size=16, max_length=128, domains=data.eval_set_names("domains")),
 )
-held_out = data.eval_set_names("domains")
+held_out = S["domains"]
 test_sets = data.eval_set_names("in-distribution") + held_out
 # dev is evaluated too: the protocol picks each run's best step and each entry's learning rate on it
-base = tft.TrainConfig(batch_size=16, max_length=128, warmup=warmup, weight_decay=weight_decay,
+base = tft.TrainConfig(batch_size=S["batch_size"], max_length=S["max_length"], warmup=warmup, weight_decay=weight_decay,
                        max_eval_examples=S["max_eval_examples"], eval_sets=data.eval_set_names("dev") + test_sets)
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
 scale = dict(executor=executor, workers=workers or None)  # how the runs are executed; results do not depend on it
@@ -194,7 +194,7 @@ nb.explore(show_map, {"p_upper_": [0.05, 0.1, 0.2, 0.3], "mapping_": list(dm.MAP
 #
 # * the head reads the encoder the way the checkpoint was pretrained (mean pooling for
 #   all-MiniLM-L6-v2);
-# * each run evaluates the dev set about ten times (four in ci mode) and reports the test sets at its
+# * each run evaluates the dev set about ten times (twice in ci mode) and reports the test sets at its
 #   best dev step (the final-step numbers stay in the record); the test sets never choose anything;
 # * the entry's learning rate is chosen on dev from the full fine-tuning grid {3e-5, 1e-4, 3e-4} on
 #   the first seed, then every seed runs at the chosen rate (`lr (dev)` in the table). So guided

@@ -19,7 +19,7 @@
 #
 # The comparisons follow the project's fair protocol (`tft.studies.protocol`): the head reads the
 # encoder the way the checkpoint was pretrained (mean pooling for all-MiniLM-L6-v2); every run
-# evaluates its dev set about ten times (four in ci mode) and reports the test sets at its **best dev
+# evaluates its dev set about ten times (twice in ci mode) and reports the test sets at its **best dev
 # step**, as the paper's scripts keep the best checkpoint; every learning rate is **chosen on dev**
 # (on the first seed) from a small grid, never on a test set; full mode runs **5 seeds**.
 
@@ -79,16 +79,16 @@ S = nb.mode_settings(
     mode,
     # ci: the same code path, smaller numbers: 2 dense + 7 sparse steps of 64 reviews (about the paper's 3 : 10)
     ci=dict(seeds=info["seeds"][:1], ks=[compose_k], random_ks=[compose_k], dense_epochs=0.5, sparse_epochs=1.75,
-            mlm_steps=4, warm_steps=2, max_eval_examples=32, n_train=64),
+            mlm_steps=4, warm_steps=2, max_eval_examples=16, n_train=64, max_length=64),
     full=dict(seeds=info["seeds"], ks=sorted(set(ks) | {compose_k}), random_ks=sorted(set(random_ks)),
               dense_epochs=dense_epochs, sparse_epochs=sparse_epochs, mlm_steps=mlm_steps, warm_steps=warm_steps,
-              max_eval_examples=None, n_train=n_train),
+              max_eval_examples=None, n_train=n_train, max_length=128),
 )
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
 held_out = data.eval_set_names("domains")[: 1 if mode == "ci" else None]  # ci: one held-out domain
 targets = data.meta["target_domains"][: len(held_out)]                      # ... and its name, for its domain SFT
 eval_sets = data.eval_set_names("dev") + data.eval_set_names("in-distribution") + held_out
-base = tft.TrainConfig(batch_size=16, max_length=128, num_epochs=S["sparse_epochs"], max_train_examples=S["n_train"],
+base = tft.TrainConfig(batch_size=16, max_length=S["max_length"], num_epochs=S["sparse_epochs"], max_train_examples=S["n_train"],
                        max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
 # both LT-SFT phases as the paper's scripts (HF Trainer defaults, docs/methods.md §7): no warm-up, no weight decay
 sparse_cfg = base.replace(warmup=0.0, weight_decay=0.0)

@@ -71,15 +71,17 @@ data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
     ci=dict(seeds=info["seeds"][:1], lrs=lrs[:2], sizes=target_sizes[:1], inter_steps=8, target_steps=8,
-            max_eval_examples=32, inter_examples=200, eval_every=4, inter_lrs=inter_lrs[:1]),
+            max_eval_examples=16, inter_examples=200, eval_every=4, inter_lrs=inter_lrs[:1], batch_size=8,
+            max_length=64, domains=data.eval_set_names("domains")[:1]),
     full=dict(seeds=info["seeds"], lrs=lrs, sizes=target_sizes, inter_steps=None, target_steps=None,
-              max_eval_examples=None, inter_examples=inter_examples or None, eval_every=20, inter_lrs=inter_lrs),
+              max_eval_examples=None, inter_examples=inter_examples or None, eval_every=20, inter_lrs=inter_lrs,
+              batch_size=16, max_length=128, domains=data.eval_set_names("domains")),
 )
 # the fair protocol (issue 21): the checkpoint's readout, dev evaluated ~10 times per run, test sets at the
 # best dev step; the learning rate of each condition is chosen on dev on the first seed
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
 scale = dict(executor=executor, workers=workers or None)  # how the runs are executed; results do not depend on it
-held_out = data.eval_set_names("domains")
+held_out = S["domains"]
 eval_sets = data.eval_set_names("in-distribution") + held_out
 STUDY = "07_intermediate_tasks"
 sns.set_theme(style="whitegrid", context="notebook")
@@ -256,7 +258,7 @@ def methods_for(settings):
 runs = []
 for n in S["sizes"]:
     steps = S["target_steps"] or max(min_steps, int(np.ceil(target_epochs * n / 16)))
-    cfg = tft.TrainConfig(batch_size=16, max_length=128, max_steps=steps, max_train_examples=n,
+    cfg = tft.TrainConfig(batch_size=S["batch_size"], max_length=S["max_length"], max_steps=steps, max_train_examples=n,
                           max_eval_examples=S["max_eval_examples"], eval_sets=data.eval_set_names("dev") + eval_sets)
     cfg = protocol.configure(cfg, n)  # the checkpoint's readout, dev ~10x per run, test sets at the best dev step
     runs.append(tft.studies.sweep(backbone, data, cfg, seeds=list(protocol.seeds), grid={"lr": S["lrs"], "intermediate": conditions},
@@ -468,7 +470,7 @@ lr_tests
 # %%
 if probe_steps:
     probe_n = max(S["sizes"])
-    pcfg = tft.TrainConfig(lr=1e-3, batch_size=16, max_length=128, max_steps=S["target_steps"] or probe_steps,
+    pcfg = tft.TrainConfig(lr=1e-3, batch_size=S["batch_size"], max_length=S["max_length"], max_steps=S["target_steps"] or probe_steps,
                            max_train_examples=probe_n, max_eval_examples=S["max_eval_examples"], eval_sets=eval_sets)
     pcfg = protocol.configure(pcfg, probe_n)
     probes = tft.studies.sweep(

@@ -63,14 +63,16 @@ chosen = lb.entries(entries if entries == "all" else tft.as_list(entries, str, "
 data = tft.load_task(task)
 S = nb.mode_settings(
     mode,
-    ci=dict(seeds=info["seeds"][:1], regimes=lb.default_regimes("ci"), max_eval_examples=32, fisher_n=16,
-            inter_steps=8, inter_examples=200),
+    ci=dict(seeds=info["seeds"][:1], regimes=lb.default_regimes("ci"), max_eval_examples=16, fisher_n=16,
+            inter_steps=8, inter_examples=200, batch_size=4, max_length=64, domains=data.eval_set_names("domains")[:1],
+            fun_batches=2),
     full=dict(seeds=info["seeds"], regimes=[lb.Regime("low-data", low_data, low_steps), lb.Regime("full-data", None, full_steps)],
-              max_eval_examples=None, fisher_n=fisher_n, inter_steps=None, inter_examples=None),
+              max_eval_examples=None, fisher_n=fisher_n, inter_steps=None, inter_examples=None, batch_size=16,
+              max_length=128, domains=data.eval_set_names("domains"), fun_batches=10),
 )
-held_out = data.eval_set_names("domains")
+held_out = S["domains"]
 eval_sets = data.eval_set_names("in-distribution") + held_out
-base = tft.TrainConfig(batch_size=16, max_length=128, max_eval_examples=S["max_eval_examples"],
+base = tft.TrainConfig(batch_size=S["batch_size"], max_length=S["max_length"], max_eval_examples=S["max_eval_examples"],
                        eval_sets=data.eval_set_names("dev") + eval_sets)
 protocol = tft.studies.Protocol.for_mode(mode, seeds=tuple(S["seeds"]), lr_seeds=tuple(S["seeds"][:1]))
 STUDY = "08_compare_all"
@@ -92,7 +94,7 @@ pd.DataFrame([{"entry": e.name, "family": e.family, "lr grid": protocol.grid(e.g
 # * **Readout**: the head reads the encoder the way the checkpoint was pretrained (`readout="auto"`:
 #   mean pooling for all-MiniLM-L6-v2). BERT's `[CLS]` pooler, which this backbone never trained,
 #   penalises every method that moves the body little (probe, adapters, LoRA, small-K sparse).
-# * **Model selection on dev**: every run evaluates dev about ten times (four in ci mode) and reports
+# * **Model selection on dev**: every run evaluates dev about ten times (twice in ci mode) and reports
 #   the test sets at its best dev step; a test set never decides anything.
 # * **Learning rate per entry, chosen on dev**: each entry tries its grid (methods that train the
 #   whole body {3e-5, 1e-4, 3e-4}, light ones {3e-4, 1e-3, 3e-3}) on the first seed in each regime,
@@ -112,11 +114,12 @@ scores = (sf.sublayer_scores(probe, "contrastive", data.texts(), corpus=task, n=
 inter_names = [n for n in st.INTERMEDIATE_TASKS if n in needs]
 inters = (st.train_intermediates(backbone, st.intermediate_tasks(data, inter_names), f"{store}/intermediate", lr=inter_lr,
                                  epochs=inter_epochs, max_steps=S["inter_steps"], max_examples=S["inter_examples"],
-                                 max_eval_examples=S["max_eval_examples"], store=store, study=STUDY, select_best=True)
+                                 max_eval_examples=S["max_eval_examples"], batch_size=S["batch_size"], store=store,
+                                 study=STUDY, select_best=True)
           if inter_names else {})
 res = lb.run_leaderboard(backbone, data, chosen, S["regimes"], S["seeds"], base=base, store=store, study=STUDY,
                          scores=scores, intermediates=inters, run_missing=run_missing, protocol=protocol,
-                         executor=executor, workers=workers or None)
+                         executor=executor, workers=workers or None, fisher_batches=S["fun_batches"])
 lr_table = pd.DataFrame(res.attrs.get("lr_table", []))
 cost = lb.costs(store, res.run_id.unique(), head_params)
 regimes = [r.name for r in S["regimes"]]

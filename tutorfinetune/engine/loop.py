@@ -458,7 +458,10 @@ def evaluate_only(
     for name in wanted:
         if name not in task.eval_set_specs:
             raise TrainingError(f"Unknown eval set {name!r}; task {task.name!r} has {list(task.eval_set_specs)}.")
-    device = resolve_device(config.device)
+    dist = current(resolve_device(config.device))
+    device = dist.device if dist.active else resolve_device(config.device)
+    if not dist.is_main:  # several processes: every rank evaluates (the same numbers), rank 0 records
+        store = None
     recorder = RunRecorder(store, study=study, method=method, task=task.name, backbone=backbone.name,
                            seed=config.seed, config=config.to_dict(), tags=tags, device=str(device))
     backbone.model.to(device)

@@ -73,7 +73,7 @@ class Entry:
     """One leaderboard row: a name, a family, a learning rate and how to train it.
 
     ``methods(ctx)`` returns the plug-ins of a plain run (``ctx``: ``steps``, ``units_full``,
-    ``units_adapter``, ``scores``, ``intermediates``, ``protocol`` (a bool), ``warmup_steps``); ``recipe`` is ``"train"`` (one run, reused by
+    ``units_adapter``, ``scores``, ``intermediates``, ``protocol`` (a bool), ``warmup_steps``, ``fisher_batches``); ``recipe`` is ``"train"`` (one run, reused by
     fingerprint), or ``"lt-sft"`` (two runs through :func:`tutorfinetune.recipes.lt_sft.lt_sft`).
     """
 
@@ -152,11 +152,13 @@ ENTRIES: list[Entry] = [
     Entry("adapter + LPFT", "unfreezing", 1e-3,
           lambda c: ["adapter", ("lpft", {"k": _k(c, "units_adapter")})], notebook="03", **_NO_WARMUP),
     Entry("adapter + FUN", "unfreezing", 1e-3,
-          lambda c: ["adapter", ("fun", {"k": _k(c, "units_adapter"), "fisher_batches": 10})], notebook="03",
+          lambda c: ["adapter", ("fun", {"k": _k(c, "units_adapter"), "fisher_batches": c.get("fisher_batches", 10)})],
+          notebook="03",
           **_NO_WARMUP),
     Entry("full + GU", "unfreezing", 1e-4, _gu("full"), notebook="03", **_NO_WARMUP),
     Entry("full + FUN", "unfreezing", 1e-4,
-          lambda c: [("fun", {"k": _k(c, "units_full"), "fisher_batches": 10})], notebook="03", **_NO_WARMUP),
+          lambda c: [("fun", {"k": _k(c, "units_full"), "fisher_batches": c.get("fisher_batches", 10)})], notebook="03",
+          **_NO_WARMUP),
     Entry("GradDrop element p=0.3", "graddrop", 1e-4, lambda c: ["full", ("graddrop", {"p": 0.3})], notebook="04"),
     Entry("GradDrop epoch p=0.3", "graddrop", 1e-4,
           lambda c: ["full", ("graddrop", {"p": 0.3, "variant": "epoch"})], notebook="04"),
@@ -221,6 +223,7 @@ def run_leaderboard(
     workers: int | None = None,
     address: str | None = None,
     gpus_per_run: float | None = None,
+    fisher_batches: int = 10,
 ) -> pd.DataFrame:
     """Train (or reuse) every entry x regime x seed; return their tidy rows with ``entry``, ``family``,
     ``regime`` and ``n_train`` columns (for LT-SFT: the sparse phase, i.e. the final model).
@@ -238,6 +241,7 @@ def run_leaderboard(
             checkpoint's way and reports its test sets at the best dev step, and each entry's learning
             rate is chosen per regime on dev from its grid (:attr:`Entry.grid`) on ``protocol.lr_seeds``
             before every seed runs at it. None: each entry's fixed ``lr``, final step, as before.
+        fisher_batches: training batches per tr(F) estimate of the FUN entries (10; a notebook's ci mode: fewer).
         executor, workers, address, gpus_per_run: where the missing runs run, all of them scheduled
             together with one progress bar (``"serial"``, or ``"ray"``: see :mod:`.executors`). A run
             that fails is recorded as failed and listed in the printed summary; the others go on.
@@ -250,7 +254,7 @@ def run_leaderboard(
     base = base or TrainConfig()
     bb_probe = backbone_for_task(backbone, task, seed=0)
     ctx0 = {"units_full": bb_probe.blocks.num_blocks + 1, "units_adapter": bb_probe.blocks.num_blocks,
-            "scores": scores, "intermediates": intermediates or {}}
+            "scores": scores, "intermediates": intermediates or {}, "fisher_batches": int(fisher_batches)}
     del bb_probe
     pairs = [(e, r) for r in regimes for e in chosen]
     for entry, _ in pairs:

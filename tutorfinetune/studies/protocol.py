@@ -69,7 +69,7 @@ class Protocol:
             return replace(cls(), **overrides)
         if mode == "ci":
             grids = {k: (v[len(v) // 2],) for k, v in LR_GRIDS.items()}
-            return replace(cls(seeds=(0,), lr_seeds=(0,), evaluations=4, lr_grids=grids), **overrides)
+            return replace(cls(seeds=(0,), lr_seeds=(0,), evaluations=2, lr_grids=grids), **overrides)
         raise ConfigError(f"mode must be 'ci' or 'full', got {mode!r}.")
 
     def grid(self, family: str) -> tuple[float, ...]:
