@@ -227,6 +227,21 @@ def test_resume_from_checkpoint_matches_uninterrupted(toy_task, tiny, fast_confi
     assert again.metrics == ref.metrics
 
 
+def test_resume_keeps_the_best_dev_step_seen_before_the_checkpoint(toy_task, tiny, fast_config, tmp_path):
+    """Model selection on dev survives a resume: the checkpoint holds the best dev score, its step and its
+    weights, so a run resumed after its best step still reports the test sets there."""
+    cfg = fast_config.replace(max_steps=12, eval_every=2, select_best=True, checkpoint_every=2)
+    ckdir = tmp_path / "ck"
+    ref = train(tiny(), toy_task, cfg, store=None, checkpoint_dir=ckdir, verbose=False)
+    best = int(ref.history.dropna(subset=["dev_accuracy"]).sort_values("dev_accuracy", ascending=False,
+                                                                     kind="stable").step.iloc[0])
+    assert best < 10  # the precondition that makes this test able to fail: the best step is before the resume
+    assert sorted(p.name for p in ckdir.glob("step-*")) == ["step-0000010", "step-0000012"]
+    again = train(tiny(), toy_task, cfg, store=None, checkpoint_dir=tmp_path / "ck2", resume_from=ckdir / "step-0000010",
+                  verbose=False)
+    assert again.metrics == ref.metrics
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(toy_task, tiny, fast_config, tmp_path):
     cfg = fast_config.replace(checkpoint_every=4)
     train(tiny(), toy_task, cfg, store=None, checkpoint_dir=tmp_path, verbose=False)

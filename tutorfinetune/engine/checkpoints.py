@@ -21,20 +21,23 @@ __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
 
 
 def save_checkpoint(folder: Path, state: TrainState, scheduler, methods: list, history: list[dict],
-                     fingerprint: str, keep: int = 2) -> Path:
+                     fingerprint: str, keep: int = 2, selection: dict | None = None) -> Path:
     """Write a checkpoint of the run at ``state.step + 1``. Under several processes every rank calls this (its
-    RNG state is gathered), rank 0 alone writes, and no rank goes on before the folder is complete."""
+    RNG state is gathered), rank 0 alone writes, and no rank goes on before the folder is complete.
+
+    ``selection``: model selection on dev so far (``score``, ``step``, ``since_best`` and the best step's
+    ``weights``), so a resumed run still knows the best dev step it saw before the checkpoint."""
     dist = state.dist
     final = folder / f"step-{state.step + 1:07d}"
     rngs = dist.gather_object(torch.get_rng_state()) if dist.active else None
     if dist.is_main:
-        _write(folder, final, state, scheduler, methods, history, fingerprint, keep, rngs)
+        _write(folder, final, state, scheduler, methods, history, fingerprint, keep, rngs, selection)
     dist.barrier()
     return final
 
 
 def _write(folder: Path, final: Path, state: TrainState, scheduler, methods: list, history: list[dict],
-           fingerprint: str, keep: int, rngs: list | None) -> None:
+           fingerprint: str, keep: int, rngs: list | None, selection: dict | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{final.name}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
@@ -48,6 +51,7 @@ def _write(folder: Path, final: Path, state: TrainState, scheduler, methods: lis
         "history": history,
         "methods": [m.state_dict() for m in methods],
         **({"rank_rng": rngs} if rngs is not None else {}),
+        **({"selection": selection} if selection else {}),
     }, tmp / "trainer_state.pt")
     (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "step": state.step + 1,
                                                "config": state.config.to_dict(), "world_size": state.dist.world_size}))
@@ -71,7 +75,8 @@ def _damaged(path: Path, what: str) -> TrainingError:
         "(resume_from=<its folder>, or 'auto' picks the newest left) or start fresh with resume_from=None.")
 
 
-def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fingerprint: str) -> tuple[int, list]:
+def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fingerprint: str,
+                    selection: dict | None = None) -> tuple[int, list]:
     """Restore a checkpoint written by :func:`save_checkpoint`. A missing, truncated or garbled file is a
     TrainingError that says so (before anything is restored); a trainer state holding Python objects (a
     pickle payload) is refused as not written by this package, and nothing unsafe is suggested."""
@@ -122,4 +127,6 @@ def load_checkpoint(path: Path, state: TrainState, scheduler, methods: list, fin
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     for m, s in zip(methods, blob["methods"]):
         m.load_state_dict(s)
+    if selection is not None and isinstance(blob.get("selection"), dict):
+        selection.update(blob["selection"])  # model selection on dev before the checkpoint
     return int(blob["step"]), list(blob["history"])

@@ -111,8 +111,11 @@ def train(
     with recorder:
         state, data = _setup(backbone, task, config, methods, device, verbose and dist.is_main, dist)
         scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lr_factor(config, state.total_steps))
-        start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose and dist.is_main)
+        selection: dict = {}
+        start = _resume(resume_from, checkpoint_dir, state, scheduler, methods, fprint, recorder, verbose and dist.is_main,
+                        selection)
         loop = _Loop(state, data, methods, scheduler, recorder.history, checkpoint_dir, fprint)
+        loop.restore_selection(selection)
         loop.run(start)
         selected = loop.select_best() if config.select_best else {}
         artifacts = {m.name: out for m in methods if (out := m.finish(state))}
@@ -248,8 +251,9 @@ def _setup(backbone: Backbone, task: Task, config: TrainConfig, methods: list[Me
 
 
 def _resume(resume_from, checkpoint_dir, state: TrainState, scheduler, methods: list[Method], fprint: str,
-            recorder: RunRecorder, verbose: bool) -> int:
-    """Load the checkpoint to resume from, if any; return the step to start at."""
+            recorder: RunRecorder, verbose: bool, selection: dict) -> int:
+    """Load the checkpoint to resume from, if any (its model selection on dev goes into ``selection``);
+    return the step to start at."""
     start = 0
     if resume_from is not None:
         auto = str(resume_from) == "auto"
@@ -257,7 +261,7 @@ def _resume(resume_from, checkpoint_dir, state: TrainState, scheduler, methods: 
         if ckpt is not None:
             if not (ckpt / "trainer_state.pt").is_file():
                 raise TrainingError(f"{ckpt} is not a checkpoint folder (no trainer_state.pt).")
-            start, history = load_checkpoint(ckpt, state, scheduler, methods, fprint)
+            start, history = load_checkpoint(ckpt, state, scheduler, methods, fprint, selection)
             recorder.history[:] = history
             if verbose:
                 print(f"Resumed from {ckpt} at step {start}/{state.total_steps}.")
@@ -305,7 +309,8 @@ class _Loop:
                 for m in self.methods:
                     m.on_epoch_end(st)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and self.checkpoint_dir:
-                save_checkpoint(Path(self.checkpoint_dir), st, self.scheduler, self.methods, self.history, self.fprint)
+                save_checkpoint(Path(self.checkpoint_dir), st, self.scheduler, self.methods, self.history, self.fprint,
+                                selection=self.selection())
             bar.update(1)
             if (step + 1) % 10 == 0 or step == st.total_steps - 1:
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -314,6 +319,25 @@ class _Loop:
                 break
         bar.close()
         self.train_seconds = time.perf_counter() - t0 - self.eval_seconds
+
+    def selection(self) -> dict | None:
+        """Model selection on dev so far, for a checkpoint (None before the first dev evaluation)."""
+        if self.best is None:
+            return None
+        return {"score": self.best[0], "step": self.best[1], "since_best": self.since_best,
+                "weights": self.best_weights}
+
+    def restore_selection(self, sel: dict) -> None:
+        """Resume the model selection a checkpoint saved (the best dev step before it, and its weights)."""
+        if not sel:
+            return
+        weights = sel.get("weights") or []
+        if len(weights) != len(self.params) or any(w.shape != p.shape for w, p in zip(weights, self.params)):
+            raise TrainingError("The checkpoint's best-dev-step weights do not fit this run's trainable parameters; "
+                                "resume with the same methods, or start fresh with resume_from=None.")
+        self.best = (float(sel["score"]), int(sel["step"]))
+        self.since_best = int(sel.get("since_best", 0))
+        self.best_weights = [w.to("cpu") for w in weights]
 
     def consider(self, step: int, score: float) -> None:
         """Model selection on dev: keep the weights of the best dev score so far (the earliest on ties)."""
