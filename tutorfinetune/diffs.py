@@ -1,5 +1,5 @@
 """Sparse difference vectors: what a sparse fine-tuning is, how it is selected, applied and composed
-(METHODS.md §4).
+(docs/methods.md §7).
 
 Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer" (ACL 2022). A sparse
 fine-tuning (SFT) is a sparse difference vector φ added to the pretrained weights θ0; two SFTs compose
@@ -58,7 +58,7 @@ class SparseError(ValueError):
 # --------------------------------------------------------------------------------------------
 def maskable_names(model: nn.Module, blocks) -> list[str]:
     """Names of the parameters LT-SFT may change: embeddings and blocks, without LayerNorm, head
-    or adapter parameters (METHODS.md §4)."""
+    or adapter parameters (docs/methods.md §7)."""
     units = blocks.unit_of(model)
     norm = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters(recurse=False)}
     out = []
@@ -271,7 +271,7 @@ class SparseDiff:
 
     def overlap(self, other: "SparseDiff") -> pd.DataFrame:
         """Per tensor: entries in this diff, in ``other``, in both; a final ``total`` row. Composing
-        adds both deltas on the shared entries (METHODS.md §4: log the overlap)."""
+        adds both deltas on the shared entries (docs/methods.md §7: log the overlap)."""
         a, b = self.supports(), other.supports()
         rows = []
         for n in sorted(set(a) | set(b)):

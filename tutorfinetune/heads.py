@@ -1,4 +1,4 @@
-"""Readouts: how the classification head reads the encoder (DESIGN.md "Protocol"; METHODS.md §0).
+"""Readouts: how the classification head reads the encoder (DESIGN.md "Protocol"; docs/methods.md §0).
 
 A sequence classifier turns the last hidden states ``[batch, tokens, hidden]`` into one vector per
 example before its linear classifier. How it should do that depends on how the checkpoint was

@@ -12,7 +12,7 @@ plug-ins"; CONVENTIONS.md on composable-sft)::
 
 Why the optimiser comes from the bridge: ``Trainer.create_optimizer`` keeps only the parameters that
 require a gradient when it runs, so a unit unfrozen later (scheduled unfreezing) would never train
-(METHODS.md §0). Why ``max_grad_norm=0``: the Trainer clips before ``on_pre_optimizer_step``, but
+(docs/methods.md §0). Why ``max_grad_norm=0``: the Trainer clips before ``on_pre_optimizer_step``, but
 gradient masks must come before clipping; the bridge applies the methods' ``after_backward`` hooks
 and then clips to ``grad_clip`` itself. With ``max_grad_norm > 0`` it warns and leaves the order as
 the Trainer has it.

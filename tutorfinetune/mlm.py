@@ -1,5 +1,5 @@
 """Masked-language modelling: an MLM head, BERT masking, the loss, and one MLM training loop
-(METHODS.md §3 "mlm-warm", §4 domain SFTs, §6 MAD-X).
+(docs/methods.md §6 "mlm-warm", §7 domain SFTs, §2 MAD-X).
 
 Used by three recipes and one score: MAD-X's domain adapters (:mod:`tutorfinetune.recipes.madx`),
 domain SFTs (:mod:`tutorfinetune.recipes.lt_sft`) and guided dropout's MLM Fisher scores

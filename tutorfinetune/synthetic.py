@@ -1,6 +1,6 @@
 """The synthetic real-vs-fake intermediate task of Chang & Lu (Findings of EMNLP 2021), offline.
 
-METHODS.md §5. Chang & Lu take SQuAD sentences, cut each in half, and ask a model to tell the real
+docs/methods.md §8. Chang & Lu take SQuAD sentences, cut each in half, and ask a model to tell the real
 second half from three GPT-2 continuations of the first half. GPT-2 cannot be downloaded here, so
 the fakes come from :class:`NGramGenerator` [D]: an interpolated word trigram model fitted on the
 same corpus, sampled with nucleus (top-p 0.9) sampling, length-matched to the real ending. It

@@ -53,7 +53,7 @@ class TrainState:
         """``n`` training batches drawn once per run with a seeded sampler of their own (the training
         order and the global RNG are untouched) and grouped by length like training batches; the
         same batches on every call, so Fisher passes at different steps and for different units see
-        the same data (METHODS.md §1). For ``m < n`` the rows of ``fixed_batches(m)`` are a subset
+        the same data (docs/methods.md §4). For ``m < n`` the rows of ``fixed_batches(m)`` are a subset
         of those of ``fixed_batches(n)`` (a prefix of the same seeded permutation)."""
         n = int(n)
         if n < 1:

@@ -1,5 +1,5 @@
 """Fisher information, the primitives behind scheduled unfreezing, the Fisher tracker and guided dropout
-(METHODS.md §0, §1, §3).
+(docs/methods.md §0, §4, §6).
 
 * :mod:`.units`: the diagonal Fisher and tr(F) per unit (embeddings, each block, each adapter) of the
   task loss, from fixed batches (:func:`fisher_diagonal`, :func:`fisher_trace`, :func:`find_units`);

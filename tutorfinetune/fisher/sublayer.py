@@ -1,10 +1,10 @@
-"""Per-sublayer Fisher scores of a pretraining-style loss, for guided dropout (METHODS.md §3).
+"""Per-sublayer Fisher scores of a pretraining-style loss, for guided dropout (docs/methods.md §6).
 
 Sharma et al. (COLM 2024, "Information Guided Regularization for Fine-tuning Language Models")
 score every dropout site of BERT by the Fisher information of the *pretraining* loss of the
 sublayer that feeds it, on a small sample of unlabelled text, once per backbone:
 
-1. per example (Recipe B of METHODS.md §0: batch size 1, so squares of per-example gradients),
+1. per example (Recipe B of docs/methods.md §0: batch size 1, so squares of per-example gradients),
    F_θ = (1/n) Σ_i (∂ℓ(x_i)/∂θ)²;
 2. a tensor's score is the mean of F over its entries; a sublayer's score is the mean of its
    tensors' scores (weights, biases and LayerNorm vectors count equally);

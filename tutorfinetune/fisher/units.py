@@ -1,10 +1,10 @@
-"""Diagonal Fisher information per unit: tr(F) of each task adapter or transformer block (METHODS.md §0, §1).
+"""Diagonal Fisher information per unit: tr(F) of each task adapter or transformer block (docs/methods.md §0, §4).
 
 Used by scheduled unfreezing (FUN picks the frozen unit with the largest tr(F)) and by the
-``FisherTracker`` plug-in (tr(F) curves during training); guided dropout (METHODS.md §3) uses the
+``FisherTracker`` plug-in (tr(F) curves during training); guided dropout (docs/methods.md §6) uses the
 per-element values. Taught in notebooks/03_scheduled_unfreezing.ipynb.
 
-The recipe (Recipe A of METHODS.md §0, what the FUN paper does): on each of a fixed set of training
+The recipe (Recipe A of docs/methods.md §0, what the FUN paper does): on each of a fixed set of training
 batches, with the model in ``eval()`` mode (no dropout), compute the batch-mean negative
 log-likelihood of labels
 

@@ -1,4 +1,4 @@
-"""Task adapters through AdapterHub's `adapters` library (METHODS.md §0, §6; notebooks/02_adapters.ipynb).
+"""Task adapters through AdapterHub's `adapters` library (docs/methods.md §0, §2; notebooks/02_adapters.ipynb).
 
 ``TaskAdapter`` (registry id ``"adapter"``) adds one adapter to the backbone and trains only it and
 the head: the default is MAD-X's task adapter, ``SeqBnConfig(reduction_factor=16)``: one bottleneck
@@ -9,7 +9,7 @@ the model (MAD-X: ``Stack(domain, task)``); ``AdapterSwap`` (registry id ``"adap
 lower adapter per eval set at evaluation time (zero-shot transfer to a target domain or language).
 
 The BlockMap head (BERT's pooler and classifier) always trains: ``adapters``' ``train_adapter``
-keeps the classifier trainable but freezes the pooler, which METHODS.md §0 counts as head.
+keeps the classifier trainable but freezes the pooler, which docs/methods.md §0 counts as head.
 """
 
 from __future__ import annotations

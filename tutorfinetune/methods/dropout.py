@@ -1,4 +1,4 @@
-"""Dropout plug-ins: guided dropout (METHODS.md §3) and its baselines, standard and Gaussian dropout.
+"""Dropout plug-ins: guided dropout (docs/methods.md §6) and its baselines, standard and Gaussian dropout.
 
 ``"guided-dropout"`` gives every dropout site of the encoder its own probability from the Fisher
 score of the sublayer that feeds it (:mod:`tutorfinetune.fisher.sublayer`): with ``mapping="rank"``

@@ -3,7 +3,7 @@
 ``"full"`` trains every parameter (the baseline every later method is compared with,
 notebooks/01_full_finetuning.ipynb). ``"freeze-embeddings"`` keeps the embedding layer frozen (a
 common trick on small data: the vocabulary matrix is most of MiniLM's parameters). ``"linear-probe"``
-trains the head only (LP, the first phase of LP-FT, METHODS.md §1). None of them takes options.
+trains the head only (LP, the first phase of LP-FT, docs/methods.md §1). None of them takes options.
 """
 
 from __future__ import annotations

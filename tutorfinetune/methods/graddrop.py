@@ -1,10 +1,10 @@
-"""GradDrop: stochastic, sparse gradient masking for fine-tuning (METHODS.md §2).
+"""GradDrop: stochastic, sparse gradient masking for fine-tuning (docs/methods.md §5).
 
 O'Neill & Dutta (IJCNN 2023, "Gradient Sparsification For Masked Fine-Tuning of Transformers")
 place GradDrop between "train the head only" and "train everything": where gradual unfreezing
 decides *deterministically and densely* which layers learn, GradDrop drops gradient entries
 *stochastically and sparsely* at every step, a kind of gradient noise. Only the paper's abstract
-was readable; everything below that the abstract does not say is our reading ([D] in METHODS.md)
+was readable; everything below that the abstract does not say is our reading ([D] in docs/methods.md)
 and notebooks/04_graddrop.ipynb says so.
 
 Each optimiser step, after backward and before gradient clipping (one mask per optimiser step,
@@ -19,7 +19,7 @@ The head (classifier and pooler) is never masked. With task adapters only the ad
 train, so only they are masked; under a schedule (``"gu"`` ...) only the units already unfrozen
 have gradients, so GU + GradDrop is the "sparse gradual unfreezing" of the abstract.
 
-``mode`` says what a dropped entry means to AdamW (METHODS.md §0):
+``mode`` says what a dropped entry means to AdamW (docs/methods.md §0):
 
 * ``"grad"`` (default): its gradient is zero. AdamW still decays its moments, moves it by the
   momentum it has, and applies weight decay: gradient *noise*, not a freeze.
@@ -177,7 +177,7 @@ class GradDropConfig(MethodConfig):
 
 @register("graddrop")
 class GradDrop(Method):
-    """Stochastic gradient masking (METHODS.md §2); options: :class:`GradDropConfig`.
+    """Stochastic gradient masking (docs/methods.md §5); options: :class:`GradDropConfig`.
 
     Runs after adapters and schedules (stage ``"mask"``): it masks whatever is trainable at each step.
     The history records ``graddrop_p`` and ``graddrop_kept`` per step (and ``graddrop_dropped`` for the

@@ -1,5 +1,5 @@
 """The ``"from-intermediate"`` plug-in and the :class:`Intermediate` model it starts from (STILTs'
-second phase, METHODS.md §5; taught in notebooks/07_intermediate_tasks.ipynb).
+second phase, docs/methods.md §8; taught in notebooks/07_intermediate_tasks.ipynb).
 
 An :class:`Intermediate` is what an intermediate-task run leaves: the encoder's weights (everything
 under the model's base-model attribute: embeddings, blocks and, for BERT, the pooler [D]), optionally

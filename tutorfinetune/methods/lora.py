@@ -1,4 +1,4 @@
-"""LoRA through Hugging Face PEFT (Hu et al., ICLR 2022; METHODS.md §6): the ``"lora"`` plug-in,
+"""LoRA through Hugging Face PEFT (Hu et al., ICLR 2022; docs/methods.md §3): the ``"lora"`` plug-in,
 saving and loading in PEFT's own format, and merging into the base weights.
 
 A LoRA layer keeps a pretrained weight W₀ (d x k) frozen and learns a low-rank update::

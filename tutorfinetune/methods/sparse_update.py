@@ -1,4 +1,4 @@
-"""The plug-in behind both phases of sparse fine-tuning (LT-SFT, METHODS.md §4).
+"""The plug-in behind both phases of sparse fine-tuning (LT-SFT, docs/methods.md §7).
 
 ``SparseUpdate(mask=None)`` is the dense phase: every maskable parameter trains (LayerNorm frozen,
 head dense), with an optional L1 pull towards the weights at the start of the run. With a ``mask``

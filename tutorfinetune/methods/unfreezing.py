@@ -1,4 +1,4 @@
-"""Scheduled unfreezing (GU, LPFT, random, bottom-up, fixed order, FUN) and Fisher tracking (METHODS.md §1).
+"""Scheduled unfreezing (GU, LPFT, random, bottom-up, fixed order, FUN) and Fisher tracking (docs/methods.md §4).
 
 Liu et al. (NAACL 2024, "FUN with Fisher") train task adapters with a *schedule*: the head always
 trains, and the units (the task adapter inside each block, or the blocks themselves for full
@@ -132,7 +132,7 @@ def n_units(blocks, body: str = "adapter", include_embeddings: bool = True) -> i
 
 def auto_k(total_steps: int, units: int, share: float = 1 / 3) -> int:
     """An unfreezing interval for short runs: every unit trainable after about ``share`` of training
-    (METHODS.md §1: k ~ N / (3L) at small scale; the paper's k was 800 on runs of many thousand steps)."""
+    (docs/methods.md §4: k ~ N / (3L) at small scale; the paper's k was 800 on runs of many thousand steps)."""
     return max(1, int(total_steps * share) // max(1, units))
 
 
@@ -231,7 +231,7 @@ class ScheduledUnfreezingConfig(MethodConfig):
 
 
 class ScheduledUnfreezing(Method):
-    """Generalised scheduled unfreezing (METHODS.md §1, Algorithm 1 of Liu et al. 2024); options:
+    """Generalised scheduled unfreezing (docs/methods.md §4, Algorithm 1 of Liu et al. 2024); options:
     :class:`ScheduledUnfreezingConfig`. Registered once per schedule (``"gu"``, ``"fun"``, ...); this
     class takes ``schedule=`` itself."""
 

@@ -1,4 +1,4 @@
-"""Sparse fine-tuning recipes: LT-SFT and domain SFTs (METHODS.md §4; taught in
+"""Sparse fine-tuning recipes: LT-SFT and domain SFTs (docs/methods.md §7; taught in
 notebooks/06_sparse_finetuning.ipynb).
 
 * :func:`lt_sft`: the recipe (registry id ``"lt-sft"``: ``tutorfinetune.recipes.get("lt-sft")``): dense
@@ -7,7 +7,7 @@ notebooks/06_sparse_finetuning.ipynb).
   Two calls of :func:`tutorfinetune.train`. The dense phase can be reused across K (``dense=``).
 * :func:`domain_sft`: a domain (or language) SFT by masked-language modelling on unlabelled text;
   MiniLM has no MLM head, so a fresh head with an *untied, frozen* decoder is warmed, trained
-  densely in both phases and discarded ([D], METHODS.md §4).
+  densely in both phases and discarded ([D], docs/methods.md §7).
 * :func:`evaluate_diffs`: θ0 + Σφ on a fresh backbone, evaluated on named eval sets and recorded in
   the results store (zero-shot transfer = θ0 + φ_target-domain + φ_task).
 
@@ -137,7 +137,7 @@ def lt_sft(
     tags: dict[str, Any] | None = None,
     verbose: bool = False,
 ) -> SFTResult:
-    """Lottery-ticket sparse fine-tuning of ``backbone.model`` on ``task`` (METHODS.md §4).
+    """Lottery-ticket sparse fine-tuning of ``backbone.model`` on ``task`` (docs/methods.md §7).
 
     Args:
         backbone, task, config: as for :func:`tutorfinetune.train`; ``config`` sets the sparse phase.

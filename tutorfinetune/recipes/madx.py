@@ -1,6 +1,6 @@
 """MAD-X with domains: masked-LM domain adapters, stacked task adapters, and the zero-shot swap.
 
-METHODS.md §6 (MAD-X) and §3 ("mlm-warm"); taught in notebooks/02_adapters.ipynb.
+docs/methods.md §2 (MAD-X) and §6 ("mlm-warm"); taught in notebooks/02_adapters.ipynb.
 
 1. :func:`~tutorfinetune.mlm.mlm_head` builds a masked-LM head for a BERT-family backbone and
    :func:`~tutorfinetune.mlm.warm_mlm_head` warms it on unlabelled text, body frozen ("mlm-warm", [D])

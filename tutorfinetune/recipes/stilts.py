@@ -1,5 +1,5 @@
 """Intermediate-task transfer (STILTs): fine-tune on an intermediate task, carry the encoder, drop the
-head, fine-tune on the target with a fresh head (METHODS.md §5; taught in
+head, fine-tune on the target with a fresh head (docs/methods.md §8; taught in
 notebooks/07_intermediate_tasks.ipynb).
 
 A multi-phase recipe (DESIGN.md): :func:`stilts` (registry id ``"stilts"`` in

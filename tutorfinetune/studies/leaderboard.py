@@ -142,7 +142,7 @@ ENTRIES: list[Entry] = [
     Entry("frozen embeddings", "baseline", 1e-4, lambda c: ["freeze-embeddings"], notebook="01"),
     Entry("linear probe", "baseline", 1e-3, lambda c: ["linear-probe"], notebook="03"),
     Entry("task adapter (rf 16)", "adapters", 1e-3, lambda c: ["adapter"], notebook="02"),
-    # LoRA (Hu et al.): alpha = r = 8 as in the paper; lr 10x full fine-tuning's (METHODS.md §6, §8), from the light grid
+    # LoRA (Hu et al.): alpha = r = 8 as in the paper; lr 10x full fine-tuning's (docs/methods.md §3, §0), from the light grid
     Entry("LoRA r=8", "lora", 1e-3, lambda c: [("lora", {"r": 8})], notebook="02b"),
     Entry("LoRA all-linear r=8", "lora", 1e-3, lambda c: [("lora", {"r": 8, "target_modules": "all-linear"})],
           notebook="02b"),
