@@ -106,9 +106,10 @@ table
 
 # %%
 majority = tft.data.majority_baseline(data, "in-distribution")
-order = [s for s in data.eval_set_specs if s != "dev"]
+order = [s for s in data.eval_set_specs if s != "dev" and s in set(baseline.eval_set)]  # ci: the sets it evaluated
 ax = an.plot_comparison(baseline, x="eval_set", hue="method", order=order, baseline=majority,
                         title=f"Full fine-tuning of {backbone}: in-distribution vs shifted (n={len(S['seeds'])} seeds)")
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -183,7 +184,7 @@ both = tft.results.load(store)
 both = both[both.run_id.isin(set(low.run_id) | set(baseline.run_id))].copy()
 both["train_size"] = both["max_train_examples"].fillna(len(data.train) if S["max_train_examples"] is None
                                                         else S["max_train_examples"]).astype(int).astype(str)
-domain_sets = data.eval_set_names("in-distribution") + data.eval_set_names("domains")
+domain_sets = [s for s in data.eval_set_names("in-distribution") + data.eval_set_names("domains") if s in set(both.eval_set)]
 ax = an.plot_comparison(both[both.eval_set.isin(domain_sets)], x="eval_set", hue="train_size", order=domain_sets,
                         baseline=majority, title="Accuracy by number of training examples")
 plt.show()
@@ -287,7 +288,8 @@ sentences.append(f"The learning rate dev prefers is {chosen_lr:g} (in-distributi
 low_agg = an.aggregate(both[both.eval_set == "in-distribution"], by=("train_size",))
 sentences.append("In-distribution accuracy by training-set size: " + ", ".join(
     f"{r.train_size} examples {an.format_ci(r.mean, r.ci95)}%" for r in low_agg.itertuples()) + ".")
-nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion: what the numbers do and do not show

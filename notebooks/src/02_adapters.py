@@ -138,6 +138,7 @@ for ax, regime in zip(axes[0], S["regimes"]):
                        title=f"{regime} (n={len(S['seeds'])} seeds)",
                        baseline=tft.data.majority_baseline(data, "in-distribution"))
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -380,7 +381,8 @@ for d in targets:
                                                                         "the source adapter", unit="accuracy",
                                                                         prep="with"))
 nb.save_summary(STUDY, " ".join(sentences), vs_table,
-                store=store, mode=mode, seeds=S["seeds"])
+                store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion

@@ -185,6 +185,7 @@ for ax, (title, m) in zip(axes, maps.items()):
     sns.heatmap(m, annot=True, fmt=",d", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 7})
     ax.set(title=title, xlabel="block", ylabel="")
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 print("PEFT target_modules for 'qv':", resolve_targets(pristine.model, pristine.blocks, "qv"),
       "| for 'all-linear':", resolve_targets(pristine.model, pristine.blocks, "all-linear"))
@@ -641,7 +642,8 @@ sentences.append(f"Merged vs unmerged logits differ by at most {merge_diff:.2g} 
 sentences.append(f"Stored per task: LoRA (q, v) {lora_mib:.2f} MiB, the adapter {float(mib[f'bottleneck adapter (rf {rf:g})']):.2f} MiB, full "
                  f"fine-tuning {full_mib:.1f} MiB; step time LoRA {lora_ms:.0f} ms, adapter {adapter_ms:.0f} ms, full "
                  f"fine-tuning {full_ms:.0f} ms, linear probe {probe_ms:.0f} ms ({S['timing_steps']}-step timing runs).")
-nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), table, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion

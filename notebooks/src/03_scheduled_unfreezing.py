@@ -469,6 +469,7 @@ for ax, body in zip(axes, ("adapter", "full")):
                        title=f"{body}, best dev step (n={sub.seed.nunique()} seeds)",
                        baseline=tft.data.majority_baseline(data, in_dist[0]))
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -611,7 +612,8 @@ for _, r in claims.iterrows():
 for name, e in embeddings.items():
     sentences.append(f"{name}: the embeddings joined in {e['runs where the embeddings joined']} of {e['runs']} runs, at event "
                      f"{e['event at which they joined (median)']:g} (median; top-down would be event {e['top-down (GU) would be event']}).")
-nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 print(" ".join(sentences))
 
 # %% [markdown]

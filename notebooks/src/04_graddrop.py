@@ -299,6 +299,7 @@ for row, (family, label) in enumerate((("element", "as in the paper"), ("element
                          baselines={"full FT": sub[sub.setting == "full"], "GU": sub[sub.setting == "gu"]},
                          title=f"{r}, {label} (n={sub.seed.nunique()} seeds)")
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -485,7 +486,8 @@ if len(claims):
     sentences.append(f"The paper's claims (verdicts Holm-adjusted over {len(claims)} rows): " + "; ".join(
         f"\"{c.claim}\" ({c.regime}, {c.compared}, {c['eval']}): {c['ours (points)']} points, {c.verdict}"
         for _, c in claims.iterrows()) + ".")
-nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), claims if len(claims) else None, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion

@@ -263,6 +263,7 @@ for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
                      title=f"{ev} (n={main.seed.nunique()} seeds)")
     ax.set_xscale("log")
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -434,7 +435,8 @@ sentences.append(f"The paper's claims (verdicts on Holm-adjusted p-values over {
     for _, c in claims.iterrows()) + ".")
 if second is not None:
     sentences.append(f"The {source} and {compare_source} scores rank the sites with Spearman correlation {rho:.2f}.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion

@@ -408,6 +408,7 @@ for ax, ev in zip(axes, ["in-distribution", "held-out (mean)"]):
     ax.set_xscale("log")
     ax.legend(fontsize=7, loc="lower right")
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 # %% [markdown]
@@ -752,7 +753,8 @@ for _, c in claims.iterrows():
 sentences += [where_sentence(k) for k in RANDOM_KS]
 sentences.append(f"An SFT with K={seed0[KC].changed:,} takes {sft_file.stat().st_size / 2**20:.2f} MiB on disk, "
                  f"{sft_file.stat().st_size / (4 * total):.1%} of the full model.")
-nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), claims, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion

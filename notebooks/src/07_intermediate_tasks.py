@@ -287,6 +287,7 @@ for i, n in enumerate(S["sizes"]):
                               title=f"{n} training reviews, {ev}: {len(S['lrs']) * len(S['seeds'])} runs each "
                                     f"({len(S['lrs'])} lr x {len(S['seeds'])} seeds)")
 plt.tight_layout()
+key_figure = plt.gcf()  # saved with the measured summary (the full-mode reference shows it)
 plt.show()
 
 
@@ -613,7 +614,8 @@ raised = (claims["mean verdict"] == "reproduced").any() or (len(dev_tests) and (
 if not raised:
     sentences.append("No intermediate task raised accuracy significantly (Holm-adjusted) in this run, neither over the grid "
                      "nor at the learning rate chosen on dev.")
-nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode, seeds=S["seeds"])
+nb.save_summary(STUDY, " ".join(sentences), paper, store=store, mode=mode, seeds=S["seeds"],
+                figures={"key": key_figure})
 
 # %% [markdown]
 # ### Discussion
