@@ -129,18 +129,19 @@ def domain_transfer(
     log_path = cache / "mlm_log.json"
     if not all((cache / n / "adapter_config.json").is_file() for n in names):
         bb = load_backbone(backbone, num_labels=task.num_labels, seed=0)
+        dist = current()
         all_text = [t for v in texts.values() for t in v]
         head, warm_losses = warm_mlm_head(bb, all_text, steps=warm_steps)
         log = {"warm": warm_losses, "pretrained_head": head.info["pretrained"]}
         for n in names:
             log[n] = train_domain_adapter(bb, texts[n], n, head, reduction_factor=domain_reduction_factor,
                                           steps=mlm_steps, lr=mlm_lr)
-            if current().is_main:  # several processes: rank 0 writes the cache
+            if dist.is_main:  # several processes: rank 0 writes the cache
                 save_adapter(bb.model, n, cache / n, backbone=backbone)
-        if current().is_main:
+        if dist.is_main:
             cache.mkdir(parents=True, exist_ok=True)
             log_path.write_text(json.dumps(log))
-        current().barrier()
+        dist.barrier()
     evals = {f"shift:{d}|source-adapter": task.eval_set(f"shift:{d}") for d in targets}
     full_task = task.with_eval_sets(evals)
     swap = {f"shift:{d}": d for d in targets}
