@@ -220,6 +220,10 @@ def check(html: Path, pages: list[str], screenshots: Path, math: bool = False) -
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # only the site itself: badges and CDN assets cannot load offline, and a network that drops
+            # packets instead of refusing them would hold every page's load event for minutes
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith((base, "data:"))
+                       else route.abort())
             for name in pages:
                 resp = page.goto(f"{base}/{name}.html", wait_until="load", timeout=60_000)
                 status = resp.status if resp else 0
