@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,29 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"Voilà did not answer at {url} within {timeout} s")
 
 
+def _diagnose(page, proc: subprocess.Popen, artifacts: Path) -> None:
+    """What the page had rendered (Voilà streams cell by cell: the last cell shown is where it stopped), the
+    busiest processes, and the stacks of Voilà's kernel (SIGABRT with PYTHONFAULTHANDLER set), for the log."""
+    import signal
+
+    try:
+        (artifacts / "browser-00-failure.html").write_text(page.content(), encoding="utf-8")
+        page.screenshot(path=str(artifacts / "browser-00-failure.png"), full_page=True)
+    except Exception as e:  # the page itself may be what failed
+        print(f"could not save the page: {e}")
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True)
+    print("busiest processes:\n" + "\n".join(line[:200] for line in ps.stdout.splitlines()[:15]))
+    try:
+        import psutil
+
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            print(f"kernel process {child.pid}: {' '.join(child.cmdline())[:160]} (stacks follow in the Voilà log)")
+            os.kill(child.pid, signal.SIGABRT)
+        time.sleep(2)
+    except Exception as e:
+        print(f"could not signal the kernel: {e}")
+
+
 def _local_only(route) -> None:
     host = route.request.url.split("/")[2].split(":")[0] if "://" in route.request.url else ""
     if host in ("127.0.0.1", "localhost", ""):
@@ -77,7 +101,8 @@ def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
     shutil.copy(NOTEBOOK, served)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, TUTORFINETUNE_PROGRESS="auto", MPLBACKEND="module://matplotlib_inline.backend_inline")
+    env = dict(os.environ, TUTORFINETUNE_PROGRESS="auto", MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PYTHONFAULTHANDLER="1")  # a kernel that hangs dumps its threads' stacks into the log (see _diagnose)
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "voila", str(served), "--no-browser", f"--port={port}",
                              "--Voila.ip=127.0.0.1", "--show_tracebacks=True"], cwd=tmp_path, env=env,
@@ -92,8 +117,22 @@ def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
             page.route("**/*", _local_only)
             # Voilà streams the page while it runs the whole notebook (ci defaults): wait for the widget,
             # not for the load event.
-            page.goto(url, timeout=240_000, wait_until="commit")
-            select = page.wait_for_selector(".widget-dropdown select", timeout=240_000)
+            # One retry, on a fresh page (Voilà starts a fresh kernel per request): 2 of 4 clean-clone suites
+            # under pytest -n 2 here once saw Voilà start the kernel and then render nothing for 240 s, while
+            # the test alone and beside the Ray, DDP and notebook tests passed in 30-40 s. The first failure's
+            # page, process list and kernel stacks are kept (browser-00-failure.*, the Voilà log) so a
+            # recurrence says why; a widget that never renders still fails the test.
+            for attempt in (1, 2):
+                page.goto(url, timeout=240_000, wait_until="commit")
+                try:
+                    select = page.wait_for_selector(".widget-dropdown select", timeout=180_000)
+                    break
+                except sync_api.TimeoutError:
+                    _diagnose(page, proc, artifacts)
+                    if attempt == 2:
+                        raise
+                    warnings.warn(f"Voilà rendered no widget within 180 s; retrying once (diagnostics in {artifacts})",
+                                  stacklevel=1)
             img = page.wait_for_selector(".widget-interact .widget-output img", timeout=60_000)
             before = img.get_attribute("src")
             text_before = page.inner_text(".widget-interact .widget-output")
