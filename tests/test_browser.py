@@ -80,14 +80,6 @@ def _diagnose(page, proc: subprocess.Popen, artifacts: Path) -> None:
         print(f"could not signal the kernel: {e}")
 
 
-def _local_only(route) -> None:
-    host = route.request.url.split("/")[2].split(":")[0] if "://" in route.request.url else ""
-    if host in ("127.0.0.1", "localhost", ""):
-        route.continue_()
-    else:
-        route.abort()
-
-
 @pytest.mark.slow
 def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
     chromium = _chromium()
@@ -114,7 +106,8 @@ def test_widget_renders_and_updates_in_headless_chromium(tmp_path):
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             # Hermetic: the page asks CDNs for icon fonts and Colab for its badge. Offline machines may drop
             # those packets instead of refusing them, and the page's load event then waits minutes (CI did).
-            page.route("**/*", _local_only)
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "data:"))
+                       else route.abort())  # the same rule as the site check (book/build.py)
             # Voilà streams the page while it runs the whole notebook (ci defaults): wait for the widget,
             # not for the load event.
             # One retry, on a fresh page (Voilà starts a fresh kernel per request): 2 of 4 clean-clone suites
